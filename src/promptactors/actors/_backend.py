@@ -1,0 +1,513 @@
+"""The backend seam: the only kernel module that calls trio or asyncio directly.
+
+Everything else in the kernel is written against anyio. The hot path (parking a mailbox
+consumer, waking it, one-shot ask replies, yielding after a message budget) is done here
+with each backend's cheapest primitive, chosen once per event loop:
+
+* trio: ``trio.lowlevel`` park (``wait_task_rescheduled``) and ``reschedule`` — no Event,
+  no channel, no cancel scope per wait;
+* asyncio: one future per park, completed by the waker.
+
+A parked task stays cancellable on both backends: on trio the abort callback forgets the
+parked task, on asyncio the cancelled future is skipped by the waker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+from collections import deque
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+import outcome
+import sniffio
+import trio
+
+from .._exceptions import AskTimeout
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+T = TypeVar("T")
+
+__all__ = ["TIMEOUT_RESOLUTION", "Backend", "Mailbox", "Reply", "get_backend"]
+
+#: Ask timeouts fire within this many seconds after their deadline.
+TIMEOUT_RESOLUTION = 0.01
+
+_Abort = trio.lowlevel.Abort
+_current_task = trio.lowlevel.current_task
+_reschedule = trio.lowlevel.reschedule
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+
+
+class CancelScopeLike(Protocol):
+    """What the kernel needs of a backend's cancel scope."""
+
+    def cancel(self) -> None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> bool: ...
+
+
+class Reply:
+    """A one-shot reply slot: one waiter, one value or exception. Setting twice is a no-op."""
+
+    __slots__ = ()
+
+    def set_result(self, value: Any) -> None:
+        raise NotImplementedError
+
+    def set_exception(self, error: BaseException) -> None:
+        raise NotImplementedError
+
+    async def wait(self) -> Any:
+        raise NotImplementedError
+
+    async def wait_for(self, timeout: float, describe: Callable[[], str]) -> Any:
+        """Wait at most ``timeout`` seconds; then raise ``AskTimeout(describe())``.
+
+        The deadline is kept by one shared service per event loop (no cancel scope per
+        wait); it fires within ``TIMEOUT_RESOLUTION`` seconds of the deadline.
+        """
+        raise NotImplementedError
+
+
+_NO_ITEMS: deque[Any] = deque()
+
+
+class Mailbox(Generic[T]):
+    """A bounded FIFO with one consumer and any number of producers.
+
+    ``put_nowait`` never blocks; ``put`` parks the producer while the mailbox is full and
+    hands its item over (in arrival order) as soon as the consumer takes one. Only the
+    consumer calls ``get_nowait`` and ``wait``. Subclasses supply the park/wake primitives.
+    """
+
+    __slots__ = ("_consumer", "_items", "_senders", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        # The shared empty queue until the first message: an idle actor needs no deque of
+        # its own (~600 bytes). It is replaced, never appended to.
+        self._items: deque[T] = _NO_ITEMS
+        self._consumer: Any = None
+        # Created on first use: most mailboxes never fill up, and a deque costs ~600 bytes.
+        self._senders: deque[list[Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    @property
+    def blocked_senders(self) -> int:
+        return len(self._senders) if self._senders else 0
+
+    def put_nowait(self, item: T) -> bool:
+        """Enqueue ``item`` and return True, or return False when the mailbox is full."""
+        items = self._items
+        if len(items) >= self.capacity:
+            return False
+        if items is _NO_ITEMS:
+            items = self._items = deque()
+        items.append(item)
+        consumer = self._consumer
+        if consumer is not None:
+            self._consumer = None
+            self._wake(consumer)
+        return True
+
+    async def put(self, item: T) -> None:
+        """Enqueue ``item``, waiting for room. Raises what ``fail_senders`` was given."""
+        if not self.put_nowait(item):
+            await self._park_sender(item)
+
+    def get_nowait(self) -> T:
+        """Dequeue the oldest item (the caller checked that there is one)."""
+        item = self._items.popleft()
+        if self._senders:
+            self.admit_sender()
+        return item
+
+    def admit_sender(self) -> None:
+        """Move the oldest parked sender's item into the queue and wake the sender."""
+        assert self._senders
+        entry = self._senders.popleft()
+        if self._items is _NO_ITEMS:
+            self._items = deque()
+        self._items.append(entry[1])
+        self._wake(entry[0])
+
+    async def wait(self) -> None:
+        """Park the consumer until an item arrives or ``interrupt`` is called."""
+        if not self._items:
+            await self.park_consumer()
+
+    def interrupt(self) -> None:
+        """Wake a parked consumer even though nothing arrived (a stop request)."""
+        consumer = self._consumer
+        if consumer is not None:
+            self._consumer = None
+            self._wake(consumer)
+
+    def drain(self) -> list[T]:
+        """Remove and return everything queued, including the items of parked senders."""
+        items = list(self._items)
+        self._items = _NO_ITEMS
+        while self._senders:
+            token, item = self._senders.popleft()
+            items.append(item)
+            self._wake(token)
+        return items
+
+    def _sender_queue(self) -> deque[list[Any]]:
+        if self._senders is None:
+            self._senders = deque()
+        return self._senders
+
+    def fail_senders(self, error: BaseException) -> None:
+        """Wake every parked sender with ``error``; their items were never accepted."""
+        while self._senders:
+            token, _ = self._senders.popleft()
+            self._throw(token, error)
+
+    # -- per-backend primitives ----------------------------------------------------------
+
+    def _wake(self, token: Any) -> None:
+        raise NotImplementedError
+
+    def _throw(self, token: Any, error: BaseException) -> None:
+        raise NotImplementedError
+
+    async def park_consumer(self) -> None:
+        raise NotImplementedError
+
+    async def _park_sender(self, item: T) -> None:
+        raise NotImplementedError
+
+
+# -- trio --------------------------------------------------------------------------------
+
+
+class _TrioReply(Reply):
+    __slots__ = ("_describe", "_key", "_outcome", "_task")
+
+    def __init__(self) -> None:
+        self._task: Any = None
+        self._outcome: outcome.Outcome[Any] | None = None
+        self._key = 0
+        self._describe: Callable[[], str] | None = None
+
+    def set_result(self, value: Any) -> None:
+        if self._outcome is None:
+            self._settle(outcome.Value(value))
+
+    def set_exception(self, error: BaseException) -> None:
+        if self._outcome is None:
+            self._settle(outcome.Error(error))
+
+    def _settle(self, result: outcome.Outcome[Any]) -> None:
+        self._outcome = result
+        if self._key:
+            _TIMEOUTS.get().discard(self)
+        task = self._task
+        if task is not None:
+            self._task = None
+            _reschedule(task, result)
+
+    def _expire(self) -> None:
+        self._key = 0
+        describe = self._describe
+        self.set_exception(AskTimeout(describe() if describe is not None else "ask timed out"))
+
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        self._task = None
+        if self._key:
+            _TIMEOUTS.get().discard(self)
+        return _Abort.SUCCEEDED
+
+    async def wait(self) -> Any:
+        if self._outcome is not None:
+            return self._outcome.unwrap()
+        self._task = _current_task()
+        return await _wait_task_rescheduled(self._abort)
+
+    async def wait_for(self, timeout: float, describe: Callable[[], str]) -> Any:
+        if self._outcome is None:
+            self._describe = describe
+            _trio_timeouts().add(self, trio.current_time() + timeout)
+        return await self.wait()
+
+
+class _TrioTimeouts:
+    """Ask deadlines of one trio run, kept in buckets by one system task.
+
+    Registering and discarding a deadline is a dict insert and pop; the service task
+    wakes once per non-empty bucket, not once per ask.
+    """
+
+    __slots__ = ("_buckets", "_heap", "_scope", "_task")
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, dict[_TrioReply, None]] = {}
+        self._heap: list[int] = []
+        self._scope: trio.CancelScope | None = None
+        self._task: Any = None
+
+    def add(self, reply: _TrioReply, deadline: float) -> None:
+        key = math.ceil(deadline / TIMEOUT_RESOLUTION)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = {}
+            heapq.heappush(self._heap, key)
+            if self._heap[0] == key:
+                self._rearm(key)
+        bucket[reply] = None
+        reply._key = key
+
+    def discard(self, reply: _TrioReply) -> None:
+        bucket = self._buckets.get(reply._key)
+        if bucket is not None:
+            bucket.pop(reply, None)
+        reply._key = 0
+
+    def _rearm(self, key: int) -> None:
+        if self._scope is not None:
+            self._scope.deadline = key * TIMEOUT_RESOLUTION
+        elif self._task is not None:
+            task, self._task = self._task, None
+            _reschedule(task)
+
+    async def run(self) -> None:
+        heap, buckets = self._heap, self._buckets
+        while True:
+            if not heap:
+                self._task = _current_task()
+                await _wait_task_rescheduled(self._abort_idle)
+                continue
+            with trio.CancelScope(deadline=heap[0] * TIMEOUT_RESOLUTION) as scope:
+                self._scope = scope
+                await trio.sleep_forever()
+            self._scope = None
+            # Compare with the very expression the deadline was set from: a key derived
+            # back from the clock (now / resolution) can round below it and spin forever.
+            now = trio.current_time()
+            while heap and heap[0] * TIMEOUT_RESOLUTION <= now:
+                for reply in list(buckets.pop(heapq.heappop(heap), ())):
+                    reply._expire()
+
+    def _abort_idle(self, _: Any) -> trio.lowlevel.Abort:
+        self._task = None
+        return _Abort.SUCCEEDED
+
+
+_TIMEOUTS: trio.lowlevel.RunVar[_TrioTimeouts] = trio.lowlevel.RunVar("promptactors_timeouts")
+
+
+def _trio_timeouts() -> _TrioTimeouts:
+    try:
+        return _TIMEOUTS.get()
+    except LookupError:
+        service = _TrioTimeouts()
+        _TIMEOUTS.set(service)
+        trio.lowlevel.spawn_system_task(service.run, name="promptactors-ask-timeouts")
+        return service
+
+
+class _TrioMailbox(Mailbox[T]):
+    __slots__ = ()
+
+    def _wake(self, token: Any) -> None:
+        _reschedule(token)
+
+    def _throw(self, token: Any, error: BaseException) -> None:
+        _reschedule(token, outcome.Error(error))
+
+    async def park_consumer(self) -> None:
+        task = _current_task()
+        self._consumer = task
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            if self._consumer is task:
+                self._consumer = None
+            return _Abort.SUCCEEDED
+
+        await _wait_task_rescheduled(abort)
+
+    async def _park_sender(self, item: T) -> None:
+        entry = [_current_task(), item]
+        senders = self._sender_queue()
+        senders.append(entry)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            senders.remove(entry)
+            return _Abort.SUCCEEDED
+
+        await _wait_task_rescheduled(abort)
+
+
+# -- asyncio -----------------------------------------------------------------------------
+
+
+class _AsyncioReply(Reply):
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def set_result(self, value: Any) -> None:
+        if not self._future.done():
+            self._future.set_result(value)
+
+    def set_exception(self, error: BaseException) -> None:
+        if not self._future.done():
+            self._future.set_exception(error)
+
+    async def wait(self) -> Any:
+        return await self._future
+
+    async def wait_for(self, timeout: float, describe: Callable[[], str]) -> Any:
+        future = self._future
+        if future.done():
+            return future.result()
+        loop = future.get_loop()
+        handle = loop.call_at(loop.time() + timeout, self._expire, describe)
+        try:
+            return await future
+        finally:
+            handle.cancel()
+
+    def _expire(self, describe: Callable[[], str]) -> None:
+        self.set_exception(AskTimeout(describe()))
+
+
+class _AsyncioMailbox(Mailbox[T]):
+    __slots__ = ("_loop",)
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self._loop = asyncio.get_running_loop()
+
+    def _wake(self, token: Any) -> None:
+        if not token.done():
+            token.set_result(None)
+
+    def _throw(self, token: Any, error: BaseException) -> None:
+        if not token.done():
+            token.set_exception(error)
+
+    async def park_consumer(self) -> None:
+        future = self._loop.create_future()
+        self._consumer = future
+        try:
+            await future
+        finally:
+            if self._consumer is future:
+                self._consumer = None
+
+    async def _park_sender(self, item: T) -> None:
+        future = self._loop.create_future()
+        entry = [future, item]
+        senders = self._sender_queue()
+        senders.append(entry)
+        try:
+            await future
+        except BaseException:
+            # Cancelled before the hand-over: withdraw the item (it was never accepted).
+            if entry in senders:
+                senders.remove(entry)
+            raise
+
+
+# -- selection ---------------------------------------------------------------------------
+
+
+class Backend:
+    """The primitives of one async library, resolved once per event loop."""
+
+    __slots__ = ("cancel_scope", "checkpoint", "mailbox", "move_on_after", "name", "reply")
+
+    def __init__(
+        self,
+        name: str,
+        mailbox: type[Mailbox[Any]],
+        reply: Callable[[], Reply],
+        checkpoint: Callable[[], Any],
+        move_on_after: Callable[[float], Any],
+        cancel_scope: Callable[[], CancelScopeLike],
+    ) -> None:
+        self.cancel_scope = cancel_scope
+        self.name = name
+        self.mailbox = mailbox
+        self.reply = reply
+        self.checkpoint = checkpoint
+        self.move_on_after = move_on_after
+
+
+def _asyncio_move_on_after(seconds: float) -> Any:
+    import anyio
+
+    return anyio.move_on_after(seconds)
+
+
+async def _asyncio_checkpoint() -> None:
+    await asyncio.sleep(0)
+
+
+def _trio_move_on_after(seconds: float) -> Any:
+    return trio.move_on_after(seconds if seconds >= 0 else 0)
+
+
+def _anyio_cancel_scope() -> CancelScopeLike:
+    import anyio
+
+    return anyio.CancelScope()
+
+
+# trio's own CancelScope: anyio's wrapper adds an object and a layer per actor.
+_TRIO = Backend(
+    "trio",
+    _TrioMailbox,
+    _TrioReply,
+    trio.lowlevel.checkpoint,
+    _trio_move_on_after,
+    trio.CancelScope,
+)
+_ASYNCIO = Backend(
+    "asyncio",
+    _AsyncioMailbox,
+    _AsyncioReply,
+    _asyncio_checkpoint,
+    _asyncio_move_on_after,
+    _anyio_cancel_scope,
+)
+
+
+def get_backend() -> Backend:
+    """Return the primitives of the async library running the current task.
+
+    Raises ``RuntimeError`` outside an event loop or on an unsupported library.
+    """
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError as exc:
+        raise RuntimeError("promptactors needs a running trio or asyncio event loop") from exc
+    if library == "trio":
+        return _TRIO
+    if library == "asyncio":
+        return _ASYNCIO
+    raise RuntimeError(f"unsupported async library {library!r}: use trio or asyncio")
+
+
+UNBOUNDED = math.inf

@@ -1,0 +1,99 @@
+"""``promptactors bench NAME``: run a benchmark from ``benchmarks/`` and print its figures."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .._exceptions import InvalidInput
+from .._resources import resource_dir
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+bench_app = typer.Typer(help="Benchmarks, each measured side by side with its peer in one run.")
+
+BENCHMARKS = {
+    "kernel": "actor kernel vs pykka: tell, ask, spawn, memory (and asyncio)",
+    "engine": "10,000 instances streaming on the simulated provider, tracked in SQLite",
+    "providers": "our OpenAI-compatible client vs the official openai SDK",
+}
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """Import benchmark module ``name`` from the wheel's copy or the source checkout.
+
+    Raises ``InvalidInput`` for an unknown name or a benchmark that is not there.
+    """
+    if name not in BENCHMARKS:
+        raise InvalidInput(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
+    try:
+        return importlib.import_module(f"promptactors._benchmarks.{name}")
+    except ModuleNotFoundError:
+        pass
+    try:
+        folder = resource_dir("_benchmarks")
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"benchmarks are not installed: {exc}") from exc
+    root = str(Path(folder).parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    try:
+        return importlib.import_module(f"{Path(folder).name}.{name}")
+    except ModuleNotFoundError as exc:
+        raise InvalidInput(f"benchmark {name!r} is not available in this version ({exc})") from exc
+
+
+def _print_table(name: str, figures: dict[str, Any]) -> None:
+    table = Table(title=f"promptactors bench {name}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                table.add_row(f"{key}.{sub}", _fmt(subvalue))
+        else:
+            table.add_row(key, _fmt(value))
+    Console().print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _command(name: str) -> None:
+    def command(
+        quick: Annotated[
+            bool, typer.Option("--quick", help="A shorter run (under a minute or two).")
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        output: Annotated[
+            Path | None, typer.Option("--output", "-o", help="Also write the JSON here.")
+        ] = None,
+    ) -> None:
+        module = load_benchmark(name)
+        figures: dict[str, Any] = module.run(quick=quick)
+        text = json.dumps(figures, indent=2, sort_keys=False)
+        if output is not None:
+            output.write_text(text + "\n", encoding="utf-8")
+        if as_json:
+            typer.echo(text)
+        else:
+            _print_table(name, figures)
+
+    summary = BENCHMARKS[name]
+    command.__doc__ = summary[0].upper() + summary[1:] + "."
+    bench_app.command(name=name)(command)
+
+
+for _name in BENCHMARKS:
+    _command(_name)

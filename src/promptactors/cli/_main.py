@@ -1,0 +1,78 @@
+"""Entry point: builds the typer app and turns errors into messages, never tracebacks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .._exceptions import PromptActorsError
+from ._bench import bench_app
+from ._logging import LEVELS, configure_logging
+
+app = typer.Typer(
+    name="promptactors",
+    help="An actor-model runtime that executes LLM prompts.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(bench_app, name="bench")
+
+_err = Console(stderr=True)
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[
+        str, typer.Option("--log-level", help=f"Log level on stderr: {', '.join(LEVELS)}.")
+    ] = "warning",
+    log_json: Annotated[
+        bool, typer.Option("--log-json", help="Log JSON lines instead of text.")
+    ] = False,
+) -> None:
+    if log_level.lower() not in LEVELS:
+        raise typer.BadParameter(f"choose one of {', '.join(LEVELS)}", param_hint="--log-level")
+    configure_logging(log_level.lower(), json=log_json)
+
+
+@app.command()
+def version() -> None:
+    """Print the installed version."""
+    from .._version import __version__
+
+    typer.echo(__version__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (1: an error we explain, 2: a bug).
+
+    Set ``PROMPTACTORS_DEBUG=1`` to see the traceback of an unexpected error.
+    """
+    try:
+        app(args=argv, standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except PromptActorsError as exc:
+        _err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        _err.print("interrupted")
+        return 130
+    except Exception as exc:
+        if os.environ.get("PROMPTACTORS_DEBUG") == "1":
+            raise
+        _err.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "(set PROMPTACTORS_DEBUG=1 to see the traceback, and please report it)",
+            highlight=False,
+        )
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

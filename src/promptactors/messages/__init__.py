@@ -1,0 +1,139 @@
+"""The typed message spec: the execution instance as data, and the events that change it.
+
+Every model is frozen and rejects unknown fields; constructing one with a bad argument
+raises :class:`~promptactors.InvalidInput` naming the model and the field.
+"""
+
+from __future__ import annotations
+
+from ._base import MAX_ID_CHARS as MAX_ID_CHARS
+from ._base import MAX_INPUT_CHARS as MAX_INPUT_CHARS
+from ._base import MAX_NAME_CHARS as MAX_NAME_CHARS
+from ._base import VARIABLE_NAME_PATTERN as VARIABLE_NAME_PATTERN
+from ._base import Frozen as Frozen
+from ._base import Id as Id
+from ._base import InputText as InputText
+from ._base import Role as Role
+from ._base import Timestamp as Timestamp
+from ._base import VariableName as VariableName
+from ._base import describe_validation_error as describe_validation_error
+from ._events import EVENT_TYPES as EVENT_TYPES
+from ._events import ActionValuesSet as ActionValuesSet
+from ._events import BrokerValuesSet as BrokerValuesSet
+from ._events import ComputedValuesSet as ComputedValuesSet
+from ._events import ConversationCleared as ConversationCleared
+from ._events import Event as Event
+from ._events import EventBase as EventBase
+from ._events import ExecutionCompleted as ExecutionCompleted
+from ._events import ExecutionFailed as ExecutionFailed
+from ._events import ExecutionStarted as ExecutionStarted
+from ._events import ExpandedVariableSet as ExpandedVariableSet
+from ._events import InputSet as InputSet
+from ._events import InstanceCreated as InstanceCreated
+from ._events import InstanceReset as InstanceReset
+from ._events import InstanceRestored as InstanceRestored
+from ._events import MessageAdded as MessageAdded
+from ._events import ResourcesSet as ResourcesSet
+from ._events import RunLinked as RunLinked
+from ._events import RunSaved as RunSaved
+from ._events import ScopedVariablesSet as ScopedVariablesSet
+from ._events import SettingsUpdated as SettingsUpdated
+from ._events import ShowVariablesToggled as ShowVariablesToggled
+from ._events import StatusChanged as StatusChanged
+from ._events import StreamDelta as StreamDelta
+from ._events import StreamingStarted as StreamingStarted
+from ._events import UserTurnFailed as UserTurnFailed
+from ._events import VariableCleared as VariableCleared
+from ._events import VariablesUpdated as VariablesUpdated
+from ._events import VariableUpdated as VariableUpdated
+from ._events import parse_event as parse_event
+from ._instance import Conversation as Conversation
+from ._instance import ConversationMessage as ConversationMessage
+from ._instance import ExecutionConfig as ExecutionConfig
+from ._instance import ExecutionInstance as ExecutionInstance
+from ._instance import ExecutionStatus as ExecutionStatus
+from ._instance import ExecutionTracking as ExecutionTracking
+from ._instance import ExecutionVariables as ExecutionVariables
+from ._instance import FieldChange as FieldChange
+from ._instance import InstanceStats as InstanceStats
+from ._instance import LiveStats as LiveStats
+from ._instance import PromptDefinition as PromptDefinition
+from ._instance import PromptMessage as PromptMessage
+from ._instance import PromptSource as PromptSource
+from ._instance import Readiness as Readiness
+from ._instance import RunTracking as RunTracking
+from ._instance import ScopedValues as ScopedValues
+from ._instance import UIState as UIState
+from ._instance import UsageTotals as UsageTotals
+from ._instance import VariableDefault as VariableDefault
+from ._instance import VariableExplanation as VariableExplanation
+from ._instance import Variables as Variables
+from ._instance import VariableSource as VariableSource
+from ._instance import VariableValue as VariableValue
+
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_ID_CHARS",
+    "MAX_INPUT_CHARS",
+    "MAX_NAME_CHARS",
+    "VARIABLE_NAME_PATTERN",
+    "ActionValuesSet",
+    "BrokerValuesSet",
+    "ComputedValuesSet",
+    "Conversation",
+    "ConversationCleared",
+    "ConversationMessage",
+    "Event",
+    "EventBase",
+    "ExecutionCompleted",
+    "ExecutionConfig",
+    "ExecutionFailed",
+    "ExecutionInstance",
+    "ExecutionStarted",
+    "ExecutionStatus",
+    "ExecutionTracking",
+    "ExecutionVariables",
+    "ExpandedVariableSet",
+    "FieldChange",
+    "Frozen",
+    "Id",
+    "InputSet",
+    "InputText",
+    "InstanceCreated",
+    "InstanceReset",
+    "InstanceRestored",
+    "InstanceStats",
+    "LiveStats",
+    "MessageAdded",
+    "PromptDefinition",
+    "PromptMessage",
+    "PromptSource",
+    "Readiness",
+    "ResourcesSet",
+    "Role",
+    "RunLinked",
+    "RunSaved",
+    "RunTracking",
+    "ScopedValues",
+    "ScopedVariablesSet",
+    "SettingsUpdated",
+    "ShowVariablesToggled",
+    "StatusChanged",
+    "StreamDelta",
+    "StreamingStarted",
+    "Timestamp",
+    "UIState",
+    "UsageTotals",
+    "UserTurnFailed",
+    "VariableCleared",
+    "VariableDefault",
+    "VariableExplanation",
+    "VariableName",
+    "VariableSource",
+    "VariableUpdated",
+    "VariableValue",
+    "Variables",
+    "VariablesUpdated",
+    "describe_validation_error",
+    "parse_event",
+]

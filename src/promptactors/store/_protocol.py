@@ -1,0 +1,225 @@
+"""The store port: one protocol both database adapters implement.
+
+Every method is async and safe to call from many tasks at once. Driver errors never escape:
+an unreachable database raises ``StoreUnavailable``, a missing or too new schema
+``SchemaError``, a write that contradicts an idempotency key ``StoreConflict``, any other
+database failure ``StoreError``; bad arguments raise ``InvalidInput`` before any I/O.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping, Sequence
+    from types import TracebackType
+
+    from ._records import (
+        ActionRecord,
+        CreateRun,
+        CreateTask,
+        FailTask,
+        FinishTurn,
+        InterruptTask,
+        PromptRecord,
+        PromptSource,
+        RunRecord,
+        RunStatus,
+        Scope,
+        ScopedVariables,
+        TaskRecord,
+        Unfinished,
+        UpdateRun,
+        WriteOp,
+    )
+
+__all__ = ["Store"]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence for prompts, actions, scoped variables, broker values, runs and tasks."""
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        ...
+
+    # -- schema ----------------------------------------------------------------------
+
+    async def migrate(self) -> int:
+        """Apply the pending numbered migrations, each in a transaction; return how many.
+
+        Idempotent, and safe to run from several processes at once. Raises ``SchemaError``
+        if the database holds a newer schema than this version knows, or a migration fails.
+        """
+        ...
+
+    async def schema_version(self) -> int:
+        """The highest migration applied (0 for an empty database)."""
+        ...
+
+    # -- prompts and actions ---------------------------------------------------------
+
+    async def get_prompt(self, prompt_id: str, source: PromptSource = "prompts") -> PromptRecord:
+        """Read one prompt from ``source`` (``prompts`` or ``prompt_builtins``).
+
+        Raises ``PromptNotFound`` naming the id and the table.
+        """
+        ...
+
+    async def put_prompt(self, prompt: PromptRecord, source: PromptSource = "prompts") -> None:
+        """Insert or replace a prompt in ``source``."""
+        ...
+
+    async def get_action(self, action_id: str) -> ActionRecord:
+        """Read one prompt action. Raises ``ActionNotFound`` naming the id."""
+        ...
+
+    async def put_action(self, action: ActionRecord) -> None:
+        """Insert or replace a prompt action."""
+        ...
+
+    # -- scoped variables and broker values ------------------------------------------
+
+    async def get_scoped_variables(
+        self, user_id: str | None = None, org_id: str | None = None, project_id: str | None = None
+    ) -> ScopedVariables:
+        """Read the user, org and project variables of a context in one query.
+
+        A scope whose owner is None comes back empty.
+        """
+        ...
+
+    async def set_scoped_variable(self, scope: Scope, owner_id: str, key: str, value: str) -> None:
+        """Insert or replace one scoped variable (``scope`` is user, org or project)."""
+        ...
+
+    async def delete_scoped_variable(self, scope: Scope, owner_id: str, key: str) -> bool:
+        """Delete one scoped variable; return whether it existed."""
+        ...
+
+    async def get_broker_values(
+        self, broker_ids: Collection[str], context: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Resolve many brokers for a context in one query: ``{broker_id: value}``.
+
+        ``context`` maps a scope kind to an id (``{"user": ..., "org": ..., "project": ...}``
+        or any other kind). The most specific value wins: kinds other than user/org/project,
+        in the context's order, then project, org, user, then the ``global`` value. A
+        broker with no value is absent from the result.
+        """
+        ...
+
+    async def put_broker_value(
+        self, broker_id: str, value: str, *, scope_kind: str = "global", scope_id: str = ""
+    ) -> None:
+        """Insert or replace the value of a broker for one scope (global by default)."""
+        ...
+
+    # -- runs and tasks --------------------------------------------------------------
+
+    async def apply(self, ops: Sequence[WriteOp]) -> None:
+        """Commit many write operations in ONE transaction (group commit).
+
+        Creates are applied first (runs, then tasks), then the other operations in the
+        given order. All or nothing: on ``StoreConflict``, ``RunNotFound`` or ``NotFound``
+        (an unknown task) the message names the key and nothing of the batch is kept.
+        """
+        ...
+
+    async def create_run(self, op: CreateRun) -> None:
+        """Create a run (see ``CreateRun``); an idempotent replay is a no-op."""
+        ...
+
+    async def create_task(self, op: CreateTask) -> None:
+        """Create a running task (see ``CreateTask``); commit it before calling the provider."""
+        ...
+
+    async def finish_turn(self, op: FinishTurn) -> None:
+        """Complete a task and update its run's messages and totals in one transaction."""
+        ...
+
+    async def fail_task(self, op: FailTask) -> None:
+        """Mark a task failed (see ``FailTask``)."""
+        ...
+
+    async def mark_task_interrupted(self, op: InterruptTask) -> None:
+        """Mark a task interrupted, keeping its partial output (see ``InterruptTask``)."""
+        ...
+
+    async def update_run(self, op: UpdateRun) -> None:
+        """Set fields of a run (see ``UpdateRun``)."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """Read one run. Raises ``RunNotFound`` naming the id."""
+        ...
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        executor_id: str | None = None,
+        instance_id: str | None = None,
+        prompt_id: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs matching every filter given, newest first, at most ``limit``."""
+        ...
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        """Read one task. Raises ``NotFound`` naming the id."""
+        ...
+
+    async def list_tasks(self, run_id: str) -> list[TaskRecord]:
+        """The tasks of a run, oldest first."""
+        ...
+
+    # -- recovery and scale-out ------------------------------------------------------
+
+    async def heartbeat(self, executor_id: str) -> int:
+        """Refresh the heartbeat of the running runs ``executor_id`` owns; return how many."""
+        ...
+
+    async def find_unfinished(
+        self, *, executor_id: str | None = None, stale_after: float | None = None
+    ) -> Unfinished:
+        """Runs left ``running`` (owned by ``executor_id``, and with a heartbeat older than
+        ``stale_after`` seconds, when given) and their running tasks."""
+        ...
+
+    async def claim_stale_runs(
+        self, executor_id: str, stale_after: float, *, limit: int = 100
+    ) -> list[RunRecord]:
+        """Take over running runs whose heartbeat is older than ``stale_after`` seconds.
+
+        The runs now name ``executor_id`` with a fresh heartbeat. On PostgreSQL the claim is
+        atomic and concurrent claimers never get the same run (``FOR UPDATE SKIP LOCKED``).
+        """
+        ...
+
+    async def mark_interrupted(
+        self, run_ids: Collection[str], *, error: str = "interrupted", keep_runs: bool = False
+    ) -> int:
+        """Mark the running tasks of ``run_ids`` interrupted (their output is kept) and,
+        unless ``keep_runs``, the runs themselves; return how many tasks were marked.
+
+        ``keep_runs`` suits a process that claimed the runs and will retry their turns.
+        """
+        ...
+
+    # -- lifetime --------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Release connections and the store's thread. Idempotent."""
+        ...
+
+    async def __aenter__(self) -> Store: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

@@ -1,0 +1,99 @@
+"""What a supervisor keeps per child, and the small records around it."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import anyio
+    from anyio.abc import TaskStatus
+
+    from ..actors._cell import Cell
+    from ._spec import ChildSpec
+    from ._supervisor import Supervisor
+
+__all__ = ["ChildInfo", "ChildState", "PendingRestart", "StartReporter"]
+
+
+class ChildState:
+    """A supervisor's bookkeeping for one child spec, across its incarnations.
+
+    ``generation`` numbers the incarnations: an exit reported with an older number is
+    stale (the supervisor stopped that incarnation, or already restarted past it).
+    """
+
+    __slots__ = (
+        "cell",
+        "done",
+        "finished",
+        "generation",
+        "pending",
+        "restart_times",
+        "restarting",
+        "running",
+        "scope",
+        "spec",
+        "subtree",
+        "terminated",
+    )
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.cell: Cell[Any] | None = None
+        self.subtree: Supervisor | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.generation = 0
+        self.running = False
+        self.finished = False  # exited, and its restart type says it stays stopped
+        self.restarting = False  # waiting (backoff, or its turn in a group) to start again
+        self.pending: PendingRestart | None = None  # the scheduled restart it waits for
+        self.terminated = False
+        self.done: anyio.Event | None = None
+        self.restart_times: deque[float] = deque()
+
+    def renew(self) -> None:
+        """Make a child stopped for good startable again, with a fresh cell (new ref)."""
+        self.terminated = False
+        self.finished = False
+        self.cell = None
+
+
+class PendingRestart:
+    """A group restart scheduled for ``due`` (after a backoff). Members leave it when a
+    later group restart takes them over, or when they are stopped for good."""
+
+    __slots__ = ("due", "group")
+
+    def __init__(self, due: float, group: list[ChildState]) -> None:
+        self.due = due
+        self.group = group
+
+
+class ChildInfo:
+    """A row of :meth:`Supervisor.which_children`."""
+
+    __slots__ = ("id", "kind", "restart", "running")
+
+    def __init__(self, id: str, kind: str, restart: str, running: bool) -> None:
+        self.id = id
+        self.kind = kind
+        self.restart = restart
+        self.running = running
+
+    def __repr__(self) -> str:
+        return f"ChildInfo(id={self.id!r}, kind={self.kind!r}, running={self.running})"
+
+
+class StartReporter:
+    """Forwards a subtree's ``started()`` to its parent's task status, remembering it."""
+
+    __slots__ = ("_status", "has_started")
+
+    def __init__(self, status: TaskStatus[None]) -> None:
+        self._status = status
+        self.has_started = False
+
+    def started(self, value: object = None) -> None:
+        self.has_started = True
+        self._status.started()
