@@ -1,25 +1,73 @@
 """promptactors: an actor-model runtime on trio that executes LLM prompts.
 
-The public API is re-exported here from private modules; ``__all__`` is frozen by a test.
+Start with :func:`open_runtime`; the kernel (:class:`Actor`, :func:`spawn`) and the
+supervisors (:mod:`promptactors.supervisors`) are there for your own actors. The public
+API is re-exported here from private modules; ``__all__`` is frozen by a test.
 """
 
 from ._exceptions import *  # noqa: F403 - the exception names are part of the public API
 from ._exceptions import __all__ as _exception_names
+from ._load import LoadReport as LoadReport
+from ._load import run_load as run_load
+from ._prompt_files import load_prompt_file as load_prompt_file
+from ._settings import RuntimeSettings as RuntimeSettings
 from ._version import __version__ as __version__
 from .actors import DEFAULT_ASK_TIMEOUT as DEFAULT_ASK_TIMEOUT
 from .actors import DEFAULT_MAILBOX_SIZE as DEFAULT_MAILBOX_SIZE
 from .actors import Actor as Actor
 from .actors import ActorRef as ActorRef
 from .actors import handler as handler
+from .actors import set_gc_freeze_interval as set_gc_freeze_interval
 from .actors import spawn as spawn
+from .actors._brokers import Broker as Broker
+from .actors._brokers import BrokerContext as BrokerContext
+from .actors._brokers import BrokerRegistry as BrokerRegistry
+from .actors._brokers import StoreBroker as StoreBroker
+from .actors._turns import TurnChunk as TurnChunk
+from .actors._turns import TurnResult as TurnResult
+from .messages import ExecutionConfig as ExecutionConfig
+from .messages import ExecutionInstance as ExecutionInstance
+from .messages import ExecutionStatus as ExecutionStatus
+from .messages import PromptDefinition as PromptDefinition
+from .messages import PromptMessage as PromptMessage
+from .messages import ScopedValues as ScopedValues
+from .messages import VariableDefault as VariableDefault
+from .runtime import ActionStart as ActionStart
+from .runtime import InstanceHandle as InstanceHandle
+from .runtime import Runtime as Runtime
+from .runtime import TurnStream as TurnStream
+from .runtime import open_runtime as open_runtime
 
 __all__ = [
     "DEFAULT_ASK_TIMEOUT",
     "DEFAULT_MAILBOX_SIZE",
+    "ActionStart",
     "Actor",
     "ActorRef",
+    "Broker",
+    "BrokerContext",
+    "BrokerRegistry",
+    "ExecutionConfig",
+    "ExecutionInstance",
+    "ExecutionStatus",
+    "InstanceHandle",
+    "LoadReport",
+    "PromptDefinition",
+    "PromptMessage",
+    "Runtime",
+    "RuntimeSettings",
+    "ScopedValues",
+    "StoreBroker",
+    "TurnChunk",
+    "TurnResult",
+    "TurnStream",
+    "VariableDefault",
     "__version__",
     "handler",
+    "load_prompt_file",
+    "open_runtime",
+    "run_load",
+    "set_gc_freeze_interval",
     "spawn",
     *_exception_names,
 ]

@@ -60,16 +60,18 @@ def _annotated_types(cls: type, name: str, fn: Callable[..., Any]) -> tuple[type
     params = list(inspect.signature(fn).parameters.values())
     if len(params) != 2:
         raise TypeError(f"{cls.__name__}.{name}: a handler takes (self, message)")
-    try:
-        hints = typing.get_type_hints(fn)
-    except NameError as exc:
-        raise TypeError(
-            f"{cls.__name__}.{name}: cannot resolve the message annotation ({exc}); "
-            f"name the type explicitly with @handler(MessageType)"
-        ) from exc
-    hint = hints.get(params[1].name)
-    if hint is None:
+    hint: Any = params[1].annotation
+    if hint is inspect.Parameter.empty:
         raise TypeError(f"{cls.__name__}.{name}: annotate the message parameter or use @handler(T)")
+    if isinstance(hint, str):
+        # Resolve only the message annotation (the return type may exist only for checkers).
+        try:
+            hint = eval(hint, fn.__globals__, dict(vars(cls)))
+        except NameError as exc:
+            raise TypeError(
+                f"{cls.__name__}.{name}: cannot resolve the message annotation ({exc}); "
+                f"name the type explicitly with @handler(MessageType)"
+            ) from exc
     origin = typing.get_origin(hint)
     members = typing.get_args(hint) if origin in (Union, types.UnionType) else (hint,)
     out = tuple(typing.get_origin(m) or m for m in members)

@@ -436,7 +436,15 @@ class _AsyncioMailbox(Mailbox[T]):
 class Backend:
     """The primitives of one async library, resolved once per event loop."""
 
-    __slots__ = ("cancel_scope", "checkpoint", "mailbox", "move_on_after", "name", "reply")
+    __slots__ = (
+        "cancel_scope",
+        "checkpoint",
+        "mailbox",
+        "move_on_after",
+        "name",
+        "reply",
+        "start_soon",
+    )
 
     def __init__(
         self,
@@ -446,8 +454,10 @@ class Backend:
         checkpoint: Callable[[], Any],
         move_on_after: Callable[[float], Any],
         cancel_scope: Callable[[], CancelScopeLike],
+        start_soon: Callable[..., None],
     ) -> None:
         self.cancel_scope = cancel_scope
+        self.start_soon = start_soon
         self.name = name
         self.mailbox = mailbox
         self.reply = reply
@@ -475,6 +485,25 @@ def _anyio_cancel_scope() -> CancelScopeLike:
     return anyio.CancelScope()
 
 
+def _trio_start_soon(task_group: Any, fn: Callable[..., Any], *args: Any) -> None:
+    """Start ``fn`` in the trio nursery behind an anyio task group.
+
+    anyio (4.16) wraps every task it starts in a handle with its own cancel scope and
+    event; an actor needs neither, and they cost time and ~1 KB per actor. The task
+    still belongs to the same nursery (structured as before). Any other task group is
+    used as it is.
+    """
+    nursery = getattr(task_group, "_nursery", None)
+    if isinstance(nursery, trio.Nursery):
+        nursery.start_soon(fn, *args)
+    else:
+        task_group.start_soon(fn, *args)
+
+
+def _anyio_start_soon(task_group: Any, fn: Callable[..., Any], *args: Any) -> None:
+    task_group.start_soon(fn, *args)
+
+
 # trio's own CancelScope: anyio's wrapper adds an object and a layer per actor.
 _TRIO = Backend(
     "trio",
@@ -483,6 +512,7 @@ _TRIO = Backend(
     trio.lowlevel.checkpoint,
     _trio_move_on_after,
     trio.CancelScope,
+    _trio_start_soon,
 )
 _ASYNCIO = Backend(
     "asyncio",
@@ -491,6 +521,7 @@ _ASYNCIO = Backend(
     _asyncio_checkpoint,
     _asyncio_move_on_after,
     _anyio_cancel_scope,
+    _anyio_start_soon,
 )
 
 

@@ -21,6 +21,7 @@ from ._backend import Backend, Mailbox, Reply, get_backend
 from ._gc import note_actor_started
 
 if TYPE_CHECKING:
+    from collections import deque
     from collections.abc import Awaitable, Callable
 
     from anyio.abc import TaskGroup, TaskStatus
@@ -79,6 +80,7 @@ class Cell(Generic[M]):
         "backend",
         "closed",
         "current",
+        "hook_scope",
         "incarnation",
         "linked",
         "linked_crash",
@@ -123,6 +125,7 @@ class Cell(Generic[M]):
         self.incarnation = 0
         self.current: Envelope | None = None
         self.scope: Any = None  # the incarnation's cancel scope (the backend's own type)
+        self.hook_scope: Any = None  # on_crash's scope: a kill must reach a hanging hook too
         self.stop_mode: StopMode | None = None
         self.stop_reason: ExitKind = "normal"
         self.linked: set[Any] = set()
@@ -167,10 +170,17 @@ class Cell(Generic[M]):
         self.stop_reason = reason
         self.mailbox.interrupt()
 
+    def leaves_after_this(self, items: deque[Any]) -> bool:
+        """After a message, with a stop requested: leave now, or once drained."""
+        return self.stop_mode == "now" or not items
+
     def kill(self) -> None:
-        """Cancel the current incarnation wherever it is (no ``on_stop``)."""
+        """Cancel the current incarnation wherever it is (no ``on_stop``), or its
+        ``on_crash`` hook if that is what runs."""
         if self.scope is not None:
             self.scope.cancel()
+        if self.hook_scope is not None:
+            self.hook_scope.cancel()
 
     def terminate(self) -> None:
         """Close the cell for good and settle everything still queued (idempotent)."""
@@ -211,7 +221,7 @@ class Cell(Generic[M]):
     def start_linked(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         if self.scope is None:
             raise ActorDead(f"actor {self.name!r} is not running: cannot start a linked task")
-        self.task_group.start_soon(self._run_linked, fn, args, self.incarnation)
+        self.backend.start_soon(self.task_group, self._run_linked, fn, args, self.incarnation)
 
     async def _run_linked(
         self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], incarnation: int
@@ -303,10 +313,14 @@ async def run_incarnation(
             "actor_crashed", actor=cell.name, incarnation=cell.incarnation, error=repr(exit.error)
         )
         assert exit.error is not None
-        try:
-            await actor.on_crash(exit.error)
-        except Exception as exc:
-            _log.error("on_crash_failed", actor=cell.name, error=repr(exc))
+        with cell.backend.cancel_scope() as hook_scope:
+            cell.hook_scope = hook_scope
+            try:
+                await actor.on_crash(exit.error)
+            except Exception as exc:
+                _log.error("on_crash_failed", actor=cell.name, error=repr(exc))
+            finally:
+                cell.hook_scope = None
     return exit
 
 
@@ -321,6 +335,8 @@ async def _receive_loop(cell: Cell[M], actor: Actor[M]) -> None:
         # Re-read after each park: the mailbox swaps in its own deque on the first message.
         items = mailbox._items
         while items:
+            if cell.stop_mode == "now":
+                return  # leave what is queued to the next incarnation
             envelope = items.popleft()
             if mailbox._senders:
                 mailbox.admit_sender()
@@ -341,7 +357,7 @@ async def _receive_loop(cell: Cell[M], actor: Actor[M]) -> None:
                 if reply is not None:
                     reply.set_result(result)
             cell.current = None
-            if cell.stop_mode is not None and (cell.stop_mode == "now" or not items):
+            if cell.stop_mode is not None and cell.leaves_after_this(items):
                 return
             budget -= 1
             if not budget:

@@ -63,6 +63,7 @@ async def start_and_wait(
     """Run ``fn(*args, task_status=starter)`` in ``task_group`` and return what it passes
     to ``started()``; raise what it passes to ``fail()``. ``fn`` settles the starter on
     every path (see :class:`Starter`) and never raises before it started."""
-    starter = Starter(get_backend().reply())
-    task_group.start_soon(partial(fn, *args, task_status=starter))
+    backend = get_backend()
+    starter = Starter(backend.reply())
+    backend.start_soon(task_group, partial(fn, *args, task_status=starter))
     return await starter._reply.wait()

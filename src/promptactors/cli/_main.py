@@ -11,7 +11,10 @@ from rich.console import Console
 
 from .._exceptions import PromptActorsError
 from ._bench import bench_app
+from ._db import db_app
+from ._load import load
 from ._logging import LEVELS, configure_logging
+from ._run import run
 
 app = typer.Typer(
     name="promptactors",
@@ -21,6 +24,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(bench_app, name="bench")
+app.add_typer(db_app, name="db")
+app.command()(run)
+app.command()(load)
 
 _err = Console(stderr=True)
 

@@ -17,6 +17,19 @@ from ._base import Role as Role
 from ._base import Timestamp as Timestamp
 from ._base import VariableName as VariableName
 from ._base import describe_validation_error as describe_validation_error
+from ._commands import ClearConversation as ClearConversation
+from ._commands import ClearVariable as ClearVariable
+from ._commands import Execute as Execute
+from ._commands import ExportJournal as ExportJournal
+from ._commands import GetSnapshot as GetSnapshot
+from ._commands import InstanceCommand as InstanceCommand
+from ._commands import Select as Select
+from ._commands import SetExpandedVariable as SetExpandedVariable
+from ._commands import SetInput as SetInput
+from ._commands import SetScopedValues as SetScopedValues
+from ._commands import Subscribe as Subscribe
+from ._commands import ToggleShowVariables as ToggleShowVariables
+from ._commands import UpdateVariables as UpdateVariables
 from ._events import EVENT_TYPES as EVENT_TYPES
 from ._events import ActionValuesSet as ActionValuesSet
 from ._events import BrokerValuesSet as BrokerValuesSet
@@ -79,12 +92,15 @@ __all__ = [
     "VARIABLE_NAME_PATTERN",
     "ActionValuesSet",
     "BrokerValuesSet",
+    "ClearConversation",
+    "ClearVariable",
     "ComputedValuesSet",
     "Conversation",
     "ConversationCleared",
     "ConversationMessage",
     "Event",
     "EventBase",
+    "Execute",
     "ExecutionCompleted",
     "ExecutionConfig",
     "ExecutionFailed",
@@ -94,11 +110,14 @@ __all__ = [
     "ExecutionTracking",
     "ExecutionVariables",
     "ExpandedVariableSet",
+    "ExportJournal",
     "FieldChange",
     "Frozen",
+    "GetSnapshot",
     "Id",
     "InputSet",
     "InputText",
+    "InstanceCommand",
     "InstanceCreated",
     "InstanceReset",
     "InstanceRestored",
@@ -116,13 +135,20 @@ __all__ = [
     "RunTracking",
     "ScopedValues",
     "ScopedVariablesSet",
+    "Select",
+    "SetExpandedVariable",
+    "SetInput",
+    "SetScopedValues",
     "SettingsUpdated",
     "ShowVariablesToggled",
     "StatusChanged",
     "StreamDelta",
     "StreamingStarted",
+    "Subscribe",
     "Timestamp",
+    "ToggleShowVariables",
     "UIState",
+    "UpdateVariables",
     "UsageTotals",
     "UserTurnFailed",
     "VariableCleared",

@@ -113,10 +113,14 @@ class PromptMessage:
 
 @dataclass(frozen=True, slots=True)
 class VariableDefault:
-    """A variable a prompt declares, with its default value and help text."""
+    """A variable a prompt declares, with its default value and help text.
+
+    ``default_value`` None means the prompt gives no default: a value must come from
+    another layer, or execution is blocked naming the variable.
+    """
 
     name: str
-    default_value: str = ""
+    default_value: str | None = None
     help_text: str | None = None
 
 

@@ -81,7 +81,7 @@ def prompt_from_row(row: Row, d: Decoder) -> PromptRecord:
             description=row["description"],
             messages=tuple(PromptMessage(m["role"], m["content"]) for m in d.json(row["messages"])),
             variable_defaults=tuple(
-                VariableDefault(v["name"], v.get("default_value") or "", v.get("help_text"))
+                VariableDefault(v["name"], v.get("default_value"), v.get("help_text"))
                 for v in defaults
             ),
             settings=d.json(row["settings"]),

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
     from ..actors._cell import Cell
+    from ..actors._start import Starter
     from ._spec import ChildSpec
     from ._supervisor import Supervisor
 
@@ -34,12 +35,14 @@ class ChildState:
         "running",
         "scope",
         "spec",
+        "starting",
         "subtree",
         "terminated",
     )
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
+        self.starting = False  # between the start and the end of on_start
         self.cell: Cell[Any] | None = None
         self.subtree: Supervisor | None = None
         self.scope: anyio.CancelScope | None = None
@@ -86,14 +89,18 @@ class ChildInfo:
 
 
 class StartReporter:
-    """Forwards a subtree's ``started()`` to its parent's task status, remembering it."""
+    """Forwards a child's ``started()`` to its task status, remembering it (and clearing
+    the child's ``starting`` flag)."""
 
-    __slots__ = ("_status", "has_started")
+    __slots__ = ("_child", "_status", "has_started")
 
-    def __init__(self, status: TaskStatus[None]) -> None:
+    def __init__(self, status: TaskStatus[None] | Starter, child: ChildState | None = None) -> None:
         self._status = status
+        self._child = child
         self.has_started = False
 
     def started(self, value: object = None) -> None:
         self.has_started = True
+        if self._child is not None:
+            self._child.starting = False
         self._status.started()

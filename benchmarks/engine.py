@@ -1,0 +1,119 @@
+"""The whole engine under load: N instances, one streamed turn each, tracked in SQLite.
+
+Each instance is started by prompt id (through the single-flight prompt cache, so the
+prompt is read from the store once), executes one 50-token turn on the simulated provider
+(20 ms between tokens, paced by its shared ticker), and its run and task are committed to
+an SQLite file through the run tracker's group commit — the path ``promptactors load``
+takes. The same run is made on trio and on asyncio.
+
+Figures: ``instances``, ``completed``, ``errors``, ``wall_s`` and ``ideal_wall_s`` (tokens ×
+delay: what one instance alone needs), ``cpu_us_per_token`` (process CPU, every thread —
+the store's writer included — per streamed token), ``asyncio_cpu_us_per_token``,
+``kb_per_completed_instance`` (resident memory of the live, completed instances, their
+answer text excluded), ``store_reads_for_prompt``, ``ttft_p50``/``p99``, ``total_p50``/``p99``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from promptactors import RuntimeSettings, open_runtime, run_load
+from promptactors._load import DEMO_PROMPT
+from promptactors.store import PromptMessage, PromptRecord, VariableDefault, open_store
+
+TOKENS = 50
+DELAY = 0.02
+
+
+def _rss_kb() -> float:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        resident_pages = int(f.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1024
+
+
+async def _seed(url: str) -> None:
+    async with await open_store(url, migrate=True) as store:
+        await store.put_prompt(
+            PromptRecord(
+                id=DEMO_PROMPT.id,
+                name=DEMO_PROMPT.name,
+                messages=tuple(PromptMessage(m.role, m.content) for m in DEMO_PROMPT.messages),
+                variable_defaults=tuple(
+                    VariableDefault(v.name, v.default) for v in DEMO_PROMPT.variables
+                ),
+                settings=dict(DEMO_PROMPT.settings),
+            ),
+            "prompts",
+        )
+
+
+async def _engine(instances: int, folder: str) -> dict[str, Any]:
+    url = f"sqlite:///{folder}/engine-{anyio.current_time():.0f}-{os.getpid()}.db"
+    await _seed(url)
+    settings = RuntimeSettings(
+        database_url=url,
+        simulated_tokens=TOKENS,
+        simulated_latency=DELAY,
+        recover_on_start=False,
+    )
+    async with open_runtime(settings) as rt:
+        gc.collect()
+        rss_before = _rss_kb()
+        report = await run_load(rt, instances=instances, prompt_id=DEMO_PROMPT.id, stop_after=False)
+        await rt.tracker.flush()
+        gc.collect()
+        rss_after = _rss_kb()
+        prompt_stats = await rt.prompts.stats()
+        runs = await rt.store.list_runs(limit=instances + 10)
+        text_kb = sum(len(run.messages[-1]["content"]) for run in runs if run.messages) / 1024
+    completed = max(report.completed, 1)
+    return {
+        "report": report,
+        "kb_per_completed_instance": round((rss_after - rss_before - text_kb) / completed, 2),
+        "store_reads_for_prompt": prompt_stats.store_reads,
+        "runs_committed": len(runs),
+    }
+
+
+def run(*, quick: bool) -> dict[str, Any]:
+    """Run the load on trio and on asyncio and return the figures."""
+    instances = 2_000 if quick else 10_000
+    with tempfile.TemporaryDirectory(prefix="promptactors-bench-") as folder:
+        start = time.perf_counter()
+        trio_figures = anyio.run(_engine, instances, folder, backend="trio")
+        asyncio_figures = anyio.run(_engine, instances, folder, backend="asyncio")
+        elapsed = time.perf_counter() - start
+    report = trio_figures["report"]
+    other = asyncio_figures["report"]
+    return {
+        "instances": instances,
+        "completed": report.completed,
+        "errors": report.errors + other.errors,
+        "error_kinds": {**report.error_kinds, **other.error_kinds},
+        "wall_s": report.wall_s,
+        "ideal_wall_s": round(TOKENS * DELAY, 3),
+        "cpu_us_per_token": report.cpu_us_per_token,
+        "asyncio_cpu_us_per_token": other.cpu_us_per_token,
+        "asyncio_wall_s": other.wall_s,
+        "kb_per_completed_instance": trio_figures["kb_per_completed_instance"],
+        "store_reads_for_prompt": trio_figures["store_reads_for_prompt"],
+        "runs_committed": trio_figures["runs_committed"],
+        "tokens": report.tokens,
+        "ttft_p50": report.ttft_p50,
+        "ttft_p99": report.ttft_p99,
+        "total_p50": report.total_p50,
+        "total_p99": report.total_p99,
+        "bench_seconds": round(elapsed, 1),
+        "quick": quick,
+        "database": "sqlite (temporary file)",
+        "peer": None,
+        "note": "cpu figures include every thread of the process (the SQLite writer too)",
+        "folder": Path(folder).name,
+    }

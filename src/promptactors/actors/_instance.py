@@ -1,0 +1,670 @@
+"""The execution instance actor: one prompt execution session.
+
+State changes only through the pure reducer (:func:`promptactors.state.reduce`); the actor
+is mailbox + reducer + effects. A turn runs in a task linked to the actor: it commits the
+task row *before* calling the provider, applies what each network read yields as ONE
+``StreamDelta`` (no per-token message, no extra task hop), and commits the answer, the
+task completion and the run update together.
+
+What survives a crash lives in an :class:`InstanceHome` that the supervisor's child spec
+keeps across restarts: the latest state, the pending turn tickets, the subscribers, the
+journal. A restarted incarnation finds the interrupted turn there, marks its task
+``interrupted`` (partial output kept) and retries it within the retry policy — so the
+caller awaiting the turn gets the answer or a clear error, never a hang.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+import structlog
+
+from .._exceptions import (
+    AttemptsExhausted,
+    IllegalTransition,
+    InvalidInput,
+    ProviderError,
+)
+from ..messages import (
+    ClearConversation,
+    ClearVariable,
+    ConversationCleared,
+    Event,
+    Execute,
+    ExecutionCompleted,
+    ExecutionConfig,
+    ExecutionFailed,
+    ExecutionStarted,
+    ExecutionStatus,
+    ExpandedVariableSet,
+    ExportJournal,
+    GetSnapshot,
+    InputSet,
+    InstanceCreated,
+    PromptDefinition,
+    RunLinked,
+    RunSaved,
+    ScopedValues,
+    ScopedVariablesSet,
+    Select,
+    SetExpandedVariable,
+    SetInput,
+    SetScopedValues,
+    ShowVariablesToggled,
+    StatusChanged,
+    StreamDelta,
+    StreamingStarted,
+    Subscribe,
+    ToggleShowVariables,
+    UpdateVariables,
+    UserTurnFailed,
+    VariableCleared,
+    VariablesUpdated,
+)
+from ..messages import InstanceCommand as InstanceCommand
+from ..providers import ChatMessage, ProviderRequest, StreamEnd, TextDelta
+from ..state import (
+    InstanceState,
+    computed_variables,
+    export_journal,
+    reduce,
+    resolved_messages,
+    snapshot,
+)
+from ..store import CreateRun, CreateTask, FailTask, FinishTurn, InterruptTask
+from ._actor import Actor, handler
+from ._turns import Subscription, TurnResult, TurnTicket
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from ..messages import ConversationMessage, ExecutionInstance
+    from ..providers import PriceTable, Provider
+    from ..store import WriteOp
+    from ._ref import ActorRef
+
+__all__ = [
+    "EngineContext",
+    "InstanceActor",
+    "InstanceHome",
+    "InstanceSpec",
+    "RetryPolicy",
+]
+
+_log = structlog.get_logger("promptactors.instance")
+_TURN = frozenset({ExecutionStatus.EXECUTING, ExecutionStatus.STREAMING})
+
+
+# -- what the engine gives every instance ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a turn is attempted, and the pause between attempts (exponential)."""
+
+    max_attempts: int = 3
+    backoff: float = 0.25
+    max_backoff: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_backoff, self.backoff * 2.0 ** max(0, attempt - 1))
+
+
+class Persistence(Protocol):
+    """Where an instance sends its rows: ``persist`` returns once they are committed."""
+
+    async def persist(self, *ops: WriteOp, timeout: float | None = ...) -> None: ...
+
+
+class Registration(Protocol):
+    """How an instance tells the registry about itself and its run."""
+
+    async def register(
+        self, instance_id: str, prompt_id: str, ref: ActorRef[Any], run_id: str | None = None
+    ) -> None: ...
+
+    async def link_run(self, instance_id: str, run_id: str) -> None: ...
+
+    async def unregister(self, instance_id: str) -> None: ...
+
+
+@dataclass(slots=True)
+class EngineContext:
+    """The services every instance uses, shared by all of them.
+
+    ``provider_for`` picks the provider and model for a turn from the effective settings;
+    ``clock`` gives event times (seconds); ``utcnow`` the wall time for computed variables.
+    """
+
+    provider_for: Callable[[Mapping[str, Any]], tuple[Provider, str]]
+    persistence: Persistence | None
+    registry: Registration | None
+    prices: PriceTable | None = None
+    executor_id: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    clock: Callable[[], float] = time.time
+    utcnow: Callable[[], datetime] = lambda: datetime.now(UTC)
+    journal: bool = True
+
+
+# -- what survives restarts --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """How an instance is created (its first event), kept for restarts."""
+
+    instance_id: str
+    prompt: PromptDefinition
+    execution_config: ExecutionConfig = field(default_factory=ExecutionConfig)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    user_values: Mapping[str, str] = field(default_factory=dict)
+    action_values: Mapping[str, str] = field(default_factory=dict)
+    broker_values: Mapping[str, str] = field(default_factory=dict)
+    scoped_values: ScopedValues = field(default_factory=ScopedValues)
+    initial_message: str | None = None
+    run_id: str | None = None
+    run_name: str | None = None
+    history: tuple[ConversationMessage, ...] = ()
+
+
+class InstanceHome:
+    """An instance's memory outside its incarnations (the supervisor keeps it)."""
+
+    __slots__ = (
+        "crashes",
+        "journal",
+        "spec",
+        "state",
+        "subscribers",
+        "ticket",
+        "turn_scope",
+        "turn_start",
+    )
+
+    def __init__(self, spec: InstanceSpec) -> None:
+        self.spec = spec
+        self.state: InstanceState | None = None
+        self.journal: list[Event] = []
+        self.turn_start = 0  # index in the journal where the current turn's events begin
+        self.ticket: TurnTicket | None = None
+        self.subscribers: set[Subscription] = set()
+        self.turn_scope: anyio.CancelScope | None = None
+        self.crashes = 0
+
+
+# -- the actor ---------------------------------------------------------------------------
+
+
+class InstanceActor(Actor[InstanceCommand]):
+    """One execution instance. Commands arrive as messages; turns run in linked tasks."""
+
+    mailbox_size = 256
+
+    def __init__(self, home: InstanceHome, engine: EngineContext) -> None:
+        self.home = home
+        self.engine = engine
+
+    # -- state plumbing ----------------------------------------------------------------
+
+    @property
+    def state(self) -> InstanceState:
+        state = self.home.state
+        assert state is not None
+        return state
+
+    def _apply(self, event: Event) -> InstanceState:
+        """Reduce ``event`` into the state (raises, leaving it unchanged, if refused)."""
+        home = self.home
+        home.state = state = reduce(home.state, event)
+        if self.engine.journal:
+            home.journal.append(event)
+        return state
+
+    def _now(self) -> float:
+        now: float = self.engine.clock()
+        return now
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        home = self.home
+        if home.state is None:
+            spec = home.spec
+            self._apply(
+                InstanceCreated(
+                    at=self._now(),
+                    instance_id=spec.instance_id,
+                    prompt=spec.prompt,
+                    execution_config=spec.execution_config,
+                    settings=dict(spec.settings),
+                    user_values=dict(spec.user_values),
+                    action_values=dict(spec.action_values),
+                    broker_values=dict(spec.broker_values),
+                    scoped_values=spec.scoped_values,
+                    computed_values=computed_variables(self.engine.utcnow()),
+                    current_input=spec.initial_message or "",
+                )
+            )
+            self._apply(StatusChanged(at=self._now(), status=ExecutionStatus.INITIALIZING))
+            if spec.run_id is not None:
+                self._restore_history(spec)
+            self._apply(StatusChanged(at=self._now(), status=ExecutionStatus.READY))
+        else:
+            home.crashes += 1
+            await self._recover_interrupted_turn()
+        registry = self.engine.registry
+        if registry is not None:
+            state = self.state
+            await registry.register(
+                state.instance_id, state.core.prompt.id, self.ref, state.core.run.run_id
+            )
+        if home.crashes == 0 and home.spec.execution_config.auto_run:
+            await self._start_turn(None)
+
+    async def on_stop(self) -> None:
+        home = self.home
+        state = self.state
+        if home.turn_scope is not None:
+            home.turn_scope.cancel()
+        if state.core.status in _TURN:
+            # Stopped mid-turn: the task row says so and keeps what was streamed.
+            task_id = state.core.turn.task_id
+            partial = state.stream.text
+            self._apply(ExecutionFailed(at=self._now(), error="interrupted: instance stopped"))
+            if task_id is not None and state.core.config.track_in_runs:
+                await self._persist(InterruptTask(task_id=task_id, response_text=partial))
+        ticket = home.ticket
+        if ticket is not None and not ticket.done:
+            await self._give_up(
+                ticket, AttemptsExhausted(f"instance {state.instance_id!r} was stopped")
+            )
+        registry = self.engine.registry
+        if registry is not None:
+            await registry.unregister(self.state.instance_id)
+
+    def _restore_history(self, spec: InstanceSpec) -> None:
+        """Continue an existing run: its saved messages become the conversation."""
+        from ..messages import MessageAdded
+
+        for message in spec.history:
+            self._apply(MessageAdded(at=self._now(), message=message))
+        assert spec.run_id is not None
+        self._apply(
+            RunLinked(
+                at=self._now(),
+                run_id=spec.run_id,
+                run_name=spec.run_name,
+                saved_message_count=len(spec.history),
+            )
+        )
+
+    async def _recover_interrupted_turn(self) -> None:
+        """After a crash: settle the turn the last incarnation left running."""
+        state = self.state
+        ticket = self.home.ticket
+        if state.core.status not in _TURN:
+            return
+        task_id = state.core.turn.task_id
+        partial = state.stream.text
+        _log.warning(
+            "turn_interrupted", instance_id=state.instance_id, task_id=task_id, chars=len(partial)
+        )
+        self._apply(ExecutionFailed(at=self._now(), error="interrupted: the instance crashed"))
+        if task_id is not None and state.core.config.track_in_runs:
+            await self._persist(InterruptTask(task_id=task_id, response_text=partial))
+        if ticket is None or ticket.done:
+            return
+        if ticket.attempts < self.engine.retry.max_attempts:
+            ticket.attempts += 1
+            self.start_soon(self._retry_turn, ticket, 0.0)
+        else:
+            await self._give_up(
+                ticket,
+                AttemptsExhausted(
+                    f"turn of instance {state.instance_id!r} was interrupted on each of "
+                    f"{ticket.attempts} attempts"
+                ),
+            )
+
+    # -- commands ----------------------------------------------------------------------
+
+    @handler
+    async def execute(self, message: Execute) -> TurnTicket:
+        """Start a turn now (refused while one runs); the ticket resolves when it ends."""
+        return await self._start_turn(message.user_input)
+
+    async def _start_turn(self, user_input: str | None) -> TurnTicket:
+        state = self.state
+        if state.core.status in _TURN:
+            raise IllegalTransition(
+                state.core.status.value, ExecutionStatus.EXECUTING.value, "a turn is running"
+            )
+        current = state.core.current_input
+        parts = [p for p in (current, user_input) if p]
+        user_message = "\n".join(parts) if parts else None
+        task_id = str(uuid.uuid4())
+        self._apply(
+            ExecutionStarted(
+                at=self._now(),
+                task_id=task_id,
+                user_message=user_message,
+                computed_values=computed_variables(self.engine.utcnow()),
+            )
+        )
+        ticket = TurnTicket(task_id, user_message)
+        self.home.ticket = ticket
+        self.home.turn_start = len(self.home.journal) - 1
+        for subscriber in list(self.home.subscribers):
+            if subscriber.ticket is None:
+                subscriber.attach(ticket)
+        self.start_soon(self._run_turn, ticket, task_id)
+        return ticket
+
+    @handler
+    async def set_input(self, message: SetInput) -> None:
+        self._apply(InputSet(at=self._now(), text=message.text))
+
+    @handler
+    async def update_variables(self, message: UpdateVariables) -> None:
+        self._apply(VariablesUpdated(at=self._now(), values=dict(message.values)))
+
+    @handler
+    async def clear_variable(self, message: ClearVariable) -> None:
+        self._apply(VariableCleared(at=self._now(), name=message.name))
+
+    @handler
+    async def set_scoped(self, message: SetScopedValues) -> None:
+        self._apply(ScopedVariablesSet(at=self._now(), scoped_values=message.scoped))
+
+    @handler
+    async def clear_conversation(self, message: ClearConversation) -> None:
+        self._apply(ConversationCleared(at=self._now()))
+
+    @handler
+    async def set_expanded(self, message: SetExpandedVariable) -> None:
+        self._apply(ExpandedVariableSet(at=self._now(), name=message.name))
+
+    @handler
+    async def toggle_show(self, message: ToggleShowVariables) -> None:
+        self._apply(ShowVariablesToggled(at=self._now()))
+
+    @handler
+    async def get_snapshot(self, message: GetSnapshot) -> ExecutionInstance:
+        return snapshot(self.state)
+
+    @handler
+    async def select(self, message: Select) -> Any:
+        return message.selector(self.state, *message.args)
+
+    @handler
+    async def subscribe(self, message: Subscribe) -> Subscription:
+        ticket = self.home.ticket
+        state = self.state
+        live = ticket if ticket is not None and state.core.status in _TURN else None
+        subscription = Subscription(self.home, live)
+        self.home.subscribers.add(subscription)
+        return subscription
+
+    @handler
+    async def export(self, message: ExportJournal) -> str:
+        if not self.engine.journal:
+            raise InvalidInput("this runtime keeps no journal (journal=False in its settings)")
+        return export_journal(self.home.journal)
+
+    # -- the turn ----------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        for subscriber in self.home.subscribers:
+            subscriber.notify()
+
+    async def _persist(self, *ops: WriteOp) -> None:
+        persistence = self.engine.persistence
+        if persistence is not None:
+            await persistence.persist(*ops)
+
+    async def _run_turn(self, ticket: TurnTicket, task_id: str) -> None:
+        """One attempt of a turn, in a task linked to this actor."""
+        engine = self.engine
+        state = self.state
+        core = state.core
+        tracking = core.config.track_in_runs and engine.persistence is not None
+        messages = resolved_messages(state)
+        provider, model = engine.provider_for(core.settings)
+        request = ProviderRequest(
+            model=model,
+            messages=tuple(ChatMessage(m.role, m.content) for m in messages),
+            settings=dict(core.settings),
+            request_id=task_id,
+        )
+        run_id = core.run.run_id
+        if tracking:
+            ops: list[WriteOp] = []
+            if run_id is None:
+                run_id = str(uuid.uuid4())
+                ops.append(
+                    CreateRun(
+                        run_id=run_id,
+                        prompt_id=core.prompt.id,
+                        prompt_source=core.prompt.source,
+                        instance_id=core.instance_id,
+                        name=core.prompt.name or None,
+                        variables=dict(core.variables.user_values),
+                        settings=dict(core.settings),
+                        executor_id=engine.executor_id,
+                    )
+                )
+            ops.append(
+                CreateTask(
+                    task_id=task_id,
+                    run_id=run_id,
+                    provider=provider.name,
+                    model=model,
+                    request=[{"role": m.role, "content": m.content} for m in messages],
+                    attempt=ticket.attempts,
+                    instance_id=core.instance_id,
+                )
+            )
+            # Durability: the task row is committed before the provider is called.
+            await self._persist(*ops)
+            if core.run.run_id is None:
+                self._apply(
+                    RunLinked(at=self._now(), run_id=run_id, run_name=core.prompt.name or None)
+                )
+                if engine.registry is not None:
+                    await engine.registry.link_run(core.instance_id, run_id)
+        with anyio.CancelScope() as scope:
+            self.home.turn_scope = scope
+            try:
+                end = await self._stream(provider, request)
+            except ProviderError as exc:
+                self.home.turn_scope = None
+                await self._attempt_failed(ticket, task_id, exc)
+                return
+            finally:
+                self.home.turn_scope = None
+            await self._complete(ticket, task_id, run_id, model, end, tracking)
+
+    async def _stream(self, provider: Provider, request: ProviderRequest) -> StreamEnd:
+        clock = self.engine.clock
+        home = self.home
+        streaming = False
+        end: StreamEnd | None = None
+        async with provider.stream(request) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    now = clock()
+                    if not streaming:
+                        self._apply(StreamingStarted(at=now))
+                        streaming = True
+                    # One network read, one state change: the hot path of the engine.
+                    delta = StreamDelta(at=now, text=event.text, chunks=event.chunks)
+                    home.state = reduce(home.state, delta)
+                    if self.engine.journal:
+                        home.journal.append(delta)
+                    if home.subscribers:
+                        self._notify()
+                elif isinstance(event, StreamEnd):
+                    end = event
+        if end is None:
+            from .._exceptions import StreamTruncated
+
+            raise StreamTruncated(
+                f"provider {provider.name!r} ended the stream without its end",
+                provider=provider.name,
+            )
+        return end
+
+    async def _complete(
+        self,
+        ticket: TurnTicket,
+        task_id: str,
+        run_id: str | None,
+        model: str,
+        end: StreamEnd,
+        tracking: bool,
+    ) -> None:
+        usage = end.usage
+        prices = self.engine.prices
+        cost = prices.cost(model, usage) if prices is not None else None
+        state = self._apply(
+            ExecutionCompleted(
+                at=self._now(),
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost=cost,
+                finish_reason=end.finish_reason,
+            )
+        )
+        self._compact_journal()
+        turn = state.core.turn
+        text = state.core.messages[-1].content
+        if tracking:
+            await self._persist(
+                FinishTurn(
+                    task_id=task_id,
+                    response_text=text,
+                    run_messages=[_message_row(m) for m in state.core.messages],
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cached_tokens=usage.cached_tokens,
+                    usage_source=usage.source,
+                    cost=cost or 0.0,
+                    time_to_first_token=turn.time_to_first_token,
+                    total_time=turn.total_time,
+                    finish_reason=end.finish_reason,
+                )
+            )
+            self._apply(RunSaved(at=self._now(), saved_message_count=len(state.core.messages)))
+        ticket.resolve(
+            TurnResult(
+                task_id=task_id,
+                run_id=run_id,
+                text=text,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                usage_source=usage.source,
+                cost=cost,
+                time_to_first_token=turn.time_to_first_token,
+                total_time=turn.total_time,
+                finish_reason=end.finish_reason,
+                attempts=ticket.attempts,
+            )
+        )
+        self._notify()
+
+    async def _attempt_failed(self, ticket: TurnTicket, task_id: str, error: ProviderError) -> None:
+        partial = self.state.stream.text
+        state = self._apply(
+            ExecutionFailed(at=self._now(), error=str(error) or type(error).__name__)
+        )
+        self._compact_journal()
+        if state.core.config.track_in_runs:
+            await self._persist(
+                FailTask(
+                    task_id=task_id,
+                    error=f"{type(error).__name__}: {error}",
+                    response_text=partial,
+                    total_time=state.core.turn.total_time,
+                )
+            )
+        if error.retryable and ticket.attempts < self.engine.retry.max_attempts:
+            delay = error.retry_after or self.engine.retry.delay(ticket.attempts)
+            ticket.attempts += 1
+            _log.info(
+                "turn_retrying",
+                instance_id=state.instance_id,
+                attempt=ticket.attempts,
+                error=type(error).__name__,
+                delay=delay,
+            )
+            await self._retry_turn(ticket, delay)
+            return
+        if error.retryable:
+            final: BaseException = AttemptsExhausted(
+                f"turn of instance {state.instance_id!r} failed on each of its "
+                f"{ticket.attempts} attempts; last error: {type(error).__name__}: {error}"
+            )
+            final.__cause__ = error
+        else:
+            final = error
+        await self._give_up(ticket, final)
+
+    async def _retry_turn(self, ticket: TurnTicket, delay: float) -> None:
+        if delay > 0:
+            await anyio.sleep(delay)
+        task_id = str(uuid.uuid4())
+        self._apply(
+            ExecutionStarted(
+                at=self._now(),
+                task_id=task_id,
+                user_message=None,
+                computed_values=computed_variables(self.engine.utcnow()),
+            )
+        )
+        self.home.turn_start = len(self.home.journal) - 1
+        self._notify()
+        await self._run_turn(ticket, task_id)
+
+    async def _give_up(self, ticket: TurnTicket, error: BaseException) -> None:
+        """The turn failed for good: mark its user message failed, fail the ticket."""
+        if ticket.user_message is not None:
+            self._apply(
+                UserTurnFailed(at=self._now(), task_id=ticket.first_task_id, error=str(error))
+            )
+        ticket.fail(error)
+        self._notify()
+
+    def _compact_journal(self) -> None:
+        """Fold the turn's stream deltas into one event: replay-equivalent, far smaller."""
+        home = self.home
+        if not self.engine.journal:
+            return
+        turn = home.journal[home.turn_start :]
+        deltas = [e for e in turn if isinstance(e, StreamDelta)]
+        if len(deltas) < 2:
+            return
+        merged = StreamDelta(
+            at=deltas[-1].at,
+            text="".join(e.text for e in deltas),
+            chunks=sum(e.chunks for e in deltas),
+        )
+        first = turn.index(deltas[0])  # every event before it is kept in place
+        kept: list[Event] = [e for e in turn if not isinstance(e, StreamDelta)]
+        kept.insert(first, merged)
+        home.journal[home.turn_start :] = kept
+
+
+def _message_row(message: ConversationMessage) -> dict[str, Any]:
+    row: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.task_id is not None:
+        row["task_id"] = message.task_id
+    if message.failed:
+        row["failed"] = True
+        row["error"] = message.error
+    return row

@@ -1,0 +1,491 @@
+"""The run tracker: one actor that batches writes on runs and tasks (group commit).
+
+Per-row commits are capped by the disk (a few hundred a second); a thousand rows in one
+transaction go two orders of magnitude faster. So actors hand their write operations to
+the tracker, which appends them to a pending batch and commits the whole batch with ONE
+``Store.apply`` as soon as its mailbox is empty (or the batch is full). Operations that
+arrive while a commit is in flight wait in the mailbox and form the next batch: batches
+grow with load, with no timer per operation.
+
+Nothing accepted is dropped while the process lives: an unavailable store is retried with
+exponential backoff and jitter until it answers; an operation the store refuses
+(``StoreConflict``, an unknown run or task) is isolated by bisecting its batch, the rest
+is committed, and only that operation's waiter hears about it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from .._exceptions import ActorDead, InvalidInput, NotFound, StoreError, StoreUnavailable
+from ..messages._tracker import (
+    FlushOps,
+    GetTrackerStats,
+    PersistOps,
+    SubmitOps,
+    TrackerCommand,
+    TrackerStats,
+)
+from ..store._records import check_id
+from ._actor import Actor
+
+if TYPE_CHECKING:
+    from ..messages._tracker import CommitWaiter
+    from ..store import Store, WriteOp
+    from ._ref import ActorRef
+
+__all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_MAX_BATCH",
+    "RetryPolicy",
+    "RunTracker",
+    "RunTrackerClient",
+    "run_tracker_actor",
+]
+
+DEFAULT_MAX_BATCH = 1000
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
+DEFAULT_PERSIST_TIMEOUT = 30.0
+
+_log = structlog.get_logger("promptactors.run_tracker")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How the tracker waits between commit attempts while the store is unavailable.
+
+    Attempt ``n`` (1-based) waits ``min(maximum, initial * multiplier**(n-1))`` seconds,
+    spread by ±``jitter`` (a fraction). The tracker retries for as long as the process
+    lives: the policy bounds the wait, never the number of attempts. ``rng`` makes the
+    jitter reproducible. Raises ``InvalidInput`` for inconsistent numbers.
+    """
+
+    initial: float = 0.05
+    maximum: float = 5.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.initial < 0 or self.maximum < self.initial or self.multiplier < 1:
+            raise InvalidInput("RetryPolicy needs 0 <= initial <= maximum and multiplier >= 1")
+        if not 0 <= self.jitter <= 1:
+            raise InvalidInput("RetryPolicy.jitter is a fraction between 0 and 1")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        exponent = max(0, attempt - 1)
+        # Past this many doublings the cap wins anyway; avoids overflow in long outages.
+        if self.multiplier > 1 and exponent > 64:
+            base = self.maximum
+        else:
+            base = min(self.maximum, self.initial * self.multiplier**exponent)
+        if self.jitter:
+            base *= 1 + self.rng.uniform(-self.jitter, self.jitter)
+        return max(0.0, base)
+
+
+class _Group:
+    """The operations one waiter covers; settles the waiter when the last one is done."""
+
+    __slots__ = ("error", "remaining", "waiter")
+
+    def __init__(self, waiter: CommitWaiter, remaining: int) -> None:
+        self.waiter = waiter
+        self.remaining = remaining
+        self.error: BaseException | None = None
+
+    def done(self, error: BaseException | None = None) -> None:
+        if error is not None and self.error is None:
+            self.error = error
+        self.remaining -= 1
+        if self.remaining == 0:
+            if self.error is None:
+                self.waiter.committed()
+            else:
+                self.waiter.failed(self.error)
+
+
+class _Item:
+    __slots__ = ("group", "op", "seq", "settled")
+
+    def __init__(self, op: WriteOp, group: _Group | None, seq: int) -> None:
+        self.op = op
+        self.group = group
+        self.seq = seq
+        self.settled = False
+
+    def settle(self, error: BaseException | None = None) -> None:
+        if not self.settled:
+            self.settled = True
+            if self.group is not None:
+                self.group.done(error)
+
+
+def _op_key(op: WriteOp) -> str:
+    key = getattr(op, "task_id", None) or getattr(op, "run_id", None)
+    return f"{type(op).__name__}({key!r})"
+
+
+class RunTracker(Actor[TrackerCommand]):
+    """The group-commit actor. Talk to it through :class:`RunTrackerClient`.
+
+    ``max_batch`` caps the operations committed in one transaction; ``retry`` paces the
+    attempts while the store is unavailable; with an ``executor_id``, a linked task calls
+    ``store.heartbeat(executor_id)`` every ``heartbeat_interval`` seconds so other
+    processes see this one's runs as alive. Raises ``InvalidInput`` for a ``max_batch``
+    below 1, a heartbeat interval that is not positive or a bad executor id.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        retry: RetryPolicy | None = None,
+        executor_id: str | None = None,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+    ) -> None:
+        if max_batch < 1:
+            raise InvalidInput(f"max_batch must be at least 1, got {max_batch}")
+        if not heartbeat_interval > 0 or math.isinf(heartbeat_interval):
+            raise InvalidInput(
+                f"heartbeat_interval must be a positive number of seconds, got {heartbeat_interval}"
+            )
+        if executor_id is not None:
+            check_id(executor_id, "executor id")
+        self._store = store
+        self._max_batch = max_batch
+        self._retry = retry or RetryPolicy()
+        self._executor_id = executor_id
+        self._heartbeat_interval = heartbeat_interval
+        self._pending: list[_Item] = []
+        self._flushes: list[tuple[int, CommitWaiter]] = []
+        self._seq = 0
+        self._ops_committed = 0
+        self._batches = 0
+        self._largest_batch = 0
+        self._retries = 0
+        self._conflicts = 0
+        self._heartbeats = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        """Starts the heartbeat task when an executor id was given. Does not raise."""
+        if self._executor_id is not None:
+            self.start_soon(self._heartbeat_loop, self._executor_id)
+
+    async def on_stop(self) -> None:
+        """Commits everything still pending (the shutdown timeout bounds it).
+
+        Does not raise: if the actor is killed first, the operations left uncommitted are
+        logged and their waiters fail with ``StoreUnavailable``.
+        """
+        try:
+            while self._pending:
+                await self._commit_next()
+        finally:
+            self._abandon("the run tracker stopped before committing them")
+
+    async def on_crash(self, error: BaseException) -> None:
+        """Fails the waiters of what is still pending (``StoreUnavailable``); does not raise."""
+        self._abandon(f"the run tracker crashed ({error!r})")
+
+    def _abandon(self, why: str) -> None:
+        if not self._pending and not self._flushes:
+            return
+        pending, self._pending = self._pending, []
+        left = [item for item in pending if not item.settled]
+        if left:
+            _log.error("run_tracker_ops_uncommitted", count=len(left), reason=why)
+        error = StoreUnavailable(f"{len(left)} operations not committed: {why}")
+        for item in left:
+            item.settle(error)
+        flushes, self._flushes = self._flushes, []
+        for _, waiter in flushes:
+            waiter.failed(error)
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def receive(self, message: TrackerCommand) -> Any:
+        """Accept a command; commit the pending batch once nothing more is queued.
+
+        Answers ``GetTrackerStats`` with :class:`TrackerStats`; other commands answer None
+        (their waiters say when the commit happened). Raises ``TypeError`` for anything else.
+        """
+        reply: Any = None
+        if isinstance(message, SubmitOps):
+            self._accept(message.ops, None)
+        elif isinstance(message, PersistOps):
+            if message.ops:
+                self._accept(message.ops, _Group(message.waiter, len(message.ops)))
+            else:
+                message.waiter.committed()
+        elif isinstance(message, FlushOps):
+            if self._pending:
+                self._flushes.append((self._seq, message.waiter))
+            else:
+                message.waiter.committed()
+        elif isinstance(message, GetTrackerStats):
+            reply = self.stats()
+        else:
+            raise TypeError(f"RunTracker has no handler for {type(message).__name__}")
+        # Group commit: keep accepting while more is queued, then commit in one go.
+        ref = self.ref
+        try:
+            while self._pending and (len(self._pending) >= self._max_batch or ref.queued == 0):
+                await self._commit_next()
+        except anyio.get_cancelled_exc_class():
+            # Killed (shutdown timeout) or cancelled from outside: this incarnation ends
+            # without on_stop, so settle the waiters here rather than leave them hanging.
+            self._abandon("the run tracker was killed before committing them")
+            raise
+        return reply
+
+    def stats(self) -> TrackerStats:
+        """The counters so far (read in the tracker's own task)."""
+        return TrackerStats(
+            ops_committed=self._ops_committed,
+            batches=self._batches,
+            largest_batch=self._largest_batch,
+            pending=len(self._pending),
+            retries=self._retries,
+            conflicts=self._conflicts,
+            heartbeats=self._heartbeats,
+        )
+
+    def _accept(self, ops: tuple[WriteOp, ...], group: _Group | None) -> None:
+        for op in ops:
+            self._seq += 1
+            self._pending.append(_Item(op, group, self._seq))
+
+    # -- committing ------------------------------------------------------------------------
+
+    async def _commit_next(self) -> None:
+        batch = self._pending[: self._max_batch]
+        await self._commit(batch)
+        # Only now leave the pending list: a kill mid-commit still sees them as uncommitted.
+        del self._pending[: len(batch)]
+        if self._flushes:
+            done = batch[-1].seq
+            ready = [waiter for seq, waiter in self._flushes if seq <= done]
+            self._flushes = [(seq, waiter) for seq, waiter in self._flushes if seq > done]
+            for waiter in ready:
+                waiter.committed()
+
+    async def _commit(self, items: list[_Item]) -> None:
+        """Commit ``items`` in one transaction, retrying while the store is unavailable and
+        bisecting around operations the store refuses."""
+        ops = [item.op for item in items]
+        attempt = 0
+        while True:
+            try:
+                await self._store.apply(ops)
+            except StoreUnavailable as exc:
+                # Safe to replay even if the lost answer hid a commit: every op is keyed
+                # by its run or task id, and a replay of the same op is a no-op.
+                attempt += 1
+                self._retries += 1
+                for item in items:
+                    if item.group is not None:
+                        item.group.waiter.note(exc)
+                delay = self._retry.delay(attempt)
+                _log.warning(
+                    "run_tracker_store_unavailable",
+                    ops=len(ops),
+                    attempt=attempt,
+                    retry_in=round(delay, 3),
+                    error=str(exc),
+                )
+                await anyio.sleep(delay)
+            except (StoreError, NotFound) as exc:
+                # All or nothing: find the operation(s) refused and commit the others.
+                if len(items) == 1:
+                    self._refuse(items[0], exc)
+                    return
+                middle = len(items) // 2
+                await self._commit(items[:middle])
+                await self._commit(items[middle:])
+                return
+            else:
+                self._ops_committed += len(items)
+                self._batches += 1
+                self._largest_batch = max(self._largest_batch, len(items))
+                for item in items:
+                    item.settle()
+                return
+
+    def _refuse(self, item: _Item, error: Exception) -> None:
+        self._conflicts += 1
+        has_waiter = item.group is not None
+        item.settle(error)
+        if not has_waiter:
+            # Nobody waits for a submitted operation: a refusal is an upstream bug to see.
+            _log.error(
+                "run_tracker_op_refused",
+                op=_op_key(item.op),
+                error_type=type(error).__name__,
+                error=str(error),
+            )
+
+    # -- heartbeat -------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self, executor_id: str) -> None:
+        while True:
+            await anyio.sleep(self._heartbeat_interval)
+            try:
+                await self._store.heartbeat(executor_id)
+            except (StoreError, NotFound) as exc:
+                _log.warning(
+                    "run_tracker_heartbeat_failed", executor_id=executor_id, error=str(exc)
+                )
+            else:
+                self._heartbeats += 1
+
+
+def run_tracker_actor(
+    store: Store,
+    *,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    retry: RetryPolicy | None = None,
+    executor_id: str | None = None,
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+) -> RunTracker:
+    """A new :class:`RunTracker` (a factory for ``spawn`` or a supervisor's child spec).
+
+    Raises ``InvalidInput`` for a ``max_batch`` below 1 or a non-positive heartbeat interval.
+    """
+    return RunTracker(
+        store,
+        max_batch=max_batch,
+        retry=retry,
+        executor_id=executor_id,
+        heartbeat_interval=heartbeat_interval,
+    )
+
+
+# -- the caller's side -------------------------------------------------------------------
+
+
+class _Ticket:
+    """A one-shot :class:`CommitWaiter` the client awaits."""
+
+    __slots__ = ("_event", "error", "last_error")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self.error: BaseException | None = None
+        self.last_error: BaseException | None = None
+
+    def committed(self) -> None:
+        self._event.set()
+
+    def failed(self, error: BaseException) -> None:
+        self.error = error
+        self._event.set()
+
+    def note(self, error: BaseException) -> None:
+        self.last_error = error
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+class RunTrackerClient:
+    """What actors use to write runs and tasks through a :class:`RunTracker`."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, ref: ActorRef[Any]) -> None:
+        self._ref = ref
+
+    @property
+    def ref(self) -> ActorRef[Any]:
+        return self._ref
+
+    async def submit(self, *ops: WriteOp) -> None:
+        """Hand ``ops`` to the tracker for a later group commit, without waiting for it.
+
+        Waits only while the tracker's mailbox is full (backpressure). Once this returns
+        the operations are in the tracker's memory and are committed in submission order,
+        retried while the store is unavailable. Raises ``ActorDead`` if the tracker is
+        stopped (nothing was accepted).
+        """
+        if ops:
+            await self._ref.tell(SubmitOps(ops))
+
+    async def persist(self, *ops: WriteOp, timeout: float | None = DEFAULT_PERSIST_TIMEOUT) -> None:
+        """Hand ``ops`` to the tracker and return once they are committed.
+
+        Raises ``StoreConflict`` (or ``RunNotFound``/``NotFound``) when the store refuses
+        one of these operations — the others are committed; ``StoreUnavailable`` when they
+        are not committed within ``timeout`` seconds (if they were accepted they stay
+        queued and are still retried: the message says which); ``ActorDead`` if the
+        tracker is stopped, or stops before committing them. ``timeout=None`` waits
+        without limit.
+        """
+        ticket = _Ticket()
+        await self._wait(PersistOps(ops, ticket), ticket, timeout, f"{len(ops)} operations")
+
+    async def flush(self, timeout: float | None = DEFAULT_PERSIST_TIMEOUT) -> None:
+        """Return once everything accepted so far is committed (or refused for good).
+
+        Raises ``StoreUnavailable`` if that does not happen within ``timeout`` seconds
+        (nothing is dropped: the tracker keeps retrying), ``ActorDead`` if the tracker is
+        stopped or stops first.
+        """
+        ticket = _Ticket()
+        await self._wait(FlushOps(ticket), ticket, timeout, "flush")
+
+    async def stats(self, timeout: float | None = DEFAULT_PERSIST_TIMEOUT) -> TrackerStats:
+        """The tracker's counters. Raises ``AskTimeout`` or ``ActorDead`` like ``ask``.
+
+        The tracker answers between commits: while the store is unavailable it is busy
+        retrying, so this waits (up to ``timeout``) like any other command.
+        """
+        stats: TrackerStats = await self._ref.ask(GetTrackerStats(), timeout=timeout)
+        return stats
+
+    async def _watch_stop(self, scope: anyio.CancelScope) -> None:
+        await self._ref.wait_stopped()
+        scope.cancel()
+
+    async def _wait(
+        self, message: TrackerCommand, ticket: _Ticket, timeout: float | None, what: str
+    ) -> None:
+        accepted = stopped = False
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
+            await self._ref.tell(message)
+            accepted = True
+            async with anyio.create_task_group() as tg:
+                # A tracker killed with this message still queued never settles the
+                # ticket: watch for its end so the caller is answered, not left hanging.
+                tg.start_soon(self._watch_stop, tg.cancel_scope)
+                await ticket.wait()
+                tg.cancel_scope.cancel()
+            stopped = not ticket.is_set()
+        if ticket.error is not None:
+            raise ticket.error
+        if ticket.is_set():
+            return
+        if stopped:
+            raise ActorDead(f"the run tracker stopped before committing ({what})")
+        if not accepted:
+            raise StoreUnavailable(
+                f"{what} not accepted within {timeout:g}s: the run tracker's mailbox stayed"
+                " full (the store is slow or unavailable); nothing was queued"
+            ) from ticket.last_error
+        raise StoreUnavailable(
+            f"{what} not committed within {timeout:g}s; still queued and retried"
+            f" in the background (last error: {ticket.last_error})"
+        ) from ticket.last_error

@@ -1,0 +1,143 @@
+"""A turn's outcome, its waiters and the readers of its streamed text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ..messages import ExecutionStatus
+
+if TYPE_CHECKING:
+    from ._instance import InstanceHome
+
+__all__ = ["Subscription", "TurnChunk", "TurnResult", "TurnTicket"]
+
+_TURN = frozenset({ExecutionStatus.EXECUTING, ExecutionStatus.STREAMING})
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    """The outcome of a completed turn."""
+
+    task_id: str
+    run_id: str | None
+    text: str
+    input_tokens: int
+    output_tokens: int
+    usage_source: str
+    cost: float | None
+    time_to_first_token: float | None
+    total_time: float | None
+    finish_reason: str | None
+    attempts: int
+
+
+class TurnTicket:
+    """The awaitable outcome of one user turn, kept across restarts of the instance."""
+
+    __slots__ = ("_done", "attempts", "error", "first_task_id", "result", "user_message")
+
+    def __init__(self, first_task_id: str, user_message: str | None) -> None:
+        self.first_task_id = first_task_id
+        self.user_message = user_message
+        self.attempts = 1
+        self.result: TurnResult | None = None
+        self.error: BaseException | None = None
+        self._done = anyio.Event()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def resolve(self, result: TurnResult) -> None:
+        if not self.done:
+            self.result = result
+            self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done:
+            self.error = error
+            self._done.set()
+
+    async def wait(self, timeout: float | None = None) -> TurnResult:
+        """The result; raises the turn's error, or ``TimeoutError`` after ``timeout``."""
+        with anyio.fail_after(timeout):
+            await self._done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+@dataclass(frozen=True, slots=True)
+class TurnChunk:
+    """Streamed text: ``text`` is new since the last chunk of the same ``attempt``; a new
+    attempt (after a failure) starts its text again."""
+
+    text: str
+    attempt: int
+
+
+class Subscription:
+    """One reader of a turn's streamed text, as an async iterator of :class:`TurnChunk`.
+
+    It never blocks the instance: each read takes everything appended since the last one
+    (coalesced), however slowly it reads. Iteration ends when the turn ends, raising the
+    turn's error if it failed.
+    """
+
+    __slots__ = ("_home", "_pieces", "_pos", "_wakeup", "ticket")
+
+    def __init__(self, home: InstanceHome, ticket: TurnTicket | None) -> None:
+        self._home = home
+        self.ticket = ticket
+        self._pieces: list[str] | None = None
+        self._pos = 0
+        self._wakeup: anyio.Event | None = None
+
+    def notify(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            wakeup.set()
+
+    def attach(self, ticket: TurnTicket) -> None:
+        self.ticket = ticket
+        self.notify()
+
+    def close(self) -> None:
+        """Stop following the instance (idempotent)."""
+        self._home.subscribers.discard(self)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> TurnChunk:
+        while True:
+            chunk = self._read()
+            if chunk is not None:
+                return chunk
+            ticket = self.ticket
+            if ticket is not None and ticket.done:
+                self.close()
+                if ticket.error is not None:
+                    raise ticket.error
+                raise StopAsyncIteration
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+
+    def _read(self) -> TurnChunk | None:
+        ticket = self.ticket
+        state = self._home.state
+        if ticket is None or state is None:
+            return None
+        stream = state.stream
+        if stream.pieces is not self._pieces:  # a new attempt starts its text again
+            self._pieces, self._pos = stream.pieces, 0
+        if self._pos >= stream.length:
+            return None
+        text = "".join(stream.pieces[self._pos : stream.length])
+        self._pos = stream.length
+        return TurnChunk(text, ticket.attempts)

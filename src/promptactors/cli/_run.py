@@ -1,0 +1,105 @@
+"""``promptactors run``: execute one prompt and stream the answer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .. import open_runtime
+from .._prompt_files import load_prompt_file
+from ._common import (
+    DatabaseOption,
+    LatencyOption,
+    ModelOption,
+    ProviderOption,
+    TokensOption,
+    parse_vars,
+    run_async,
+    settings_from,
+)
+
+_err = Console(stderr=True)
+
+
+def run(
+    prompt: Annotated[
+        str, typer.Argument(help="A prompt file (.yaml/.json) or a stored prompt id.")
+    ],
+    var: Annotated[
+        list[str] | None, typer.Option("--var", "-v", help="A variable, name=value (repeatable).")
+    ] = None,
+    user_input: Annotated[
+        str | None, typer.Option("--input", "-i", help="User input appended to the prompt.")
+    ] = None,
+    builtin: Annotated[
+        bool, typer.Option("--builtin", help="Read a stored prompt from prompt_builtins.")
+    ] = False,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not record the run.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    database: DatabaseOption = None,
+    provider: ProviderOption = None,
+    model: ModelOption = None,
+    tokens: TokensOption = None,
+    latency: LatencyOption = None,
+) -> None:
+    """Execute a prompt once and stream the answer to the terminal."""
+    variables = parse_vars(var)
+    settings = settings_from(
+        database_url=database,
+        provider=provider,
+        model=model,
+        simulated_tokens=tokens,
+        simulated_latency=latency,
+    )
+    path = Path(prompt)
+    definition = load_prompt_file(path) if path.suffix in (".yaml", ".yml", ".json") else None
+
+    async def main() -> None:
+        async with open_runtime(settings) as rt:
+            handle = await rt.start_instance(
+                None if definition else prompt,
+                prompt=definition,
+                source="prompt_builtins" if builtin else "prompts",
+                variables=variables,
+                execution_config={"track_in_runs": not no_track},
+            )
+            if as_json:
+                result = await handle.execute(user_input)
+            else:
+                async with handle.stream(user_input) as turn:
+                    attempt = 1
+                    async for chunk in turn:
+                        if chunk.attempt != attempt:
+                            attempt = chunk.attempt
+                            sys.stdout.write(f"\n[retrying, attempt {attempt}]\n")
+                        sys.stdout.write(chunk.text)
+                        sys.stdout.flush()
+                    result = await turn.result()
+                sys.stdout.write("\n")
+            await handle.stop()
+        if as_json:
+            typer.echo(json.dumps(_result_dict(result), indent=2))
+        else:
+            ttft = f"{result.time_to_first_token:.3f}s" if result.time_to_first_token else "-"
+            total = f"{result.total_time:.3f}s" if result.total_time else "-"
+            cost = f"${result.cost:.6f}" if result.cost is not None else "unpriced"
+            _err.print(
+                f"[dim]{result.output_tokens} tokens · first token {ttft} · total {total} · "
+                f"{cost} · run {result.run_id or 'not tracked'}[/]",
+                highlight=False,
+            )
+
+    run_async(main)
+
+
+def _result_dict(result: object) -> dict[str, object]:
+    from dataclasses import asdict, is_dataclass
+
+    assert is_dataclass(result)
+    assert not isinstance(result, type)
+    return asdict(result)
