@@ -6,11 +6,13 @@ prompt is read from the store once), executes one 50-token turn on the simulated
 an SQLite file through the run tracker's group commit — the path ``promptactors load``
 takes. The same run is made on trio and on asyncio.
 
-Figures: ``instances``, ``completed``, ``errors``, ``wall_s`` and ``ideal_wall_s`` (tokens ×
+Figures: ``instances``, ``completed``, ``errors``, ``wall_s`` and ``ideal_wall_s`` (tokens x
 delay: what one instance alone needs), ``cpu_us_per_token`` (process CPU, every thread —
 the store's writer included — per streamed token), ``asyncio_cpu_us_per_token``,
 ``kb_per_completed_instance`` (resident memory of the live, completed instances, their
-answer text excluded), ``store_reads_for_prompt``, ``ttft_p50``/``p99``, ``total_p50``/``p99``.
+answer text excluded; it includes the allocator's overhead and the SQLite page cache) and
+``python_kb_per_completed_instance`` (the Python objects alone, by tracemalloc),
+``store_reads_for_prompt``, ``ttft_p50``/``p99``, ``total_p50``/``p99``.
 """
 
 from __future__ import annotations
@@ -82,6 +84,32 @@ async def _engine(instances: int, folder: str) -> dict[str, Any]:
     }
 
 
+async def _python_heap(instances: int, folder: str) -> float:
+    """KB of Python objects per live completed instance (tracemalloc, a separate run)."""
+    import tracemalloc
+
+    settings = RuntimeSettings(
+        database_url=f"sqlite:///{folder}/heap-{os.getpid()}.db",
+        simulated_tokens=TOKENS,
+        simulated_latency=0.0,
+        recover_on_start=False,
+    )
+    async with open_runtime(settings) as rt:
+        await run_load(rt, instances=20, stop_after=False)  # warm the caches and code paths
+        await rt.tracker.flush()
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        report = await run_load(rt, instances=instances, stop_after=False)
+        await rt.tracker.flush()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        runs = await rt.store.list_runs(limit=instances)
+        text = sum(len(run.messages[-1]["content"]) for run in runs[:instances] if run.messages)
+    return round((after - before - text) / 1024 / max(report.completed, 1), 2)
+
+
 def run(*, quick: bool) -> dict[str, Any]:
     """Run the load on trio and on asyncio and return the figures."""
     instances = 2_000 if quick else 10_000
@@ -89,6 +117,7 @@ def run(*, quick: bool) -> dict[str, Any]:
         start = time.perf_counter()
         trio_figures = anyio.run(_engine, instances, folder, backend="trio")
         asyncio_figures = anyio.run(_engine, instances, folder, backend="asyncio")
+        heap_kb = anyio.run(_python_heap, 500, folder, backend="trio")
         elapsed = time.perf_counter() - start
     report = trio_figures["report"]
     other = asyncio_figures["report"]
@@ -103,6 +132,7 @@ def run(*, quick: bool) -> dict[str, Any]:
         "asyncio_cpu_us_per_token": other.cpu_us_per_token,
         "asyncio_wall_s": other.wall_s,
         "kb_per_completed_instance": trio_figures["kb_per_completed_instance"],
+        "python_kb_per_completed_instance": heap_kb,
         "store_reads_for_prompt": trio_figures["store_reads_for_prompt"],
         "runs_committed": trio_figures["runs_committed"],
         "tokens": report.tokens,

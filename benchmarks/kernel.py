@@ -185,15 +185,16 @@ def _pykka_ask(n: int) -> tuple[float, float]:
 
 async def _spawn_supervised(n: int) -> tuple[float, float, bool]:
     supervisor = DynamicSupervisor(name="bench")
+    refs: list[Any] = []
     async with open_supervisor(supervisor):
         start = time.perf_counter()
         for i in range(n):
-            await supervisor.start_child(ChildSpec(f"a{i}", Idle, restart="temporary"))
+            refs.append(await supervisor.start_child(ChildSpec(f"a{i}", Idle, restart="temporary")))
         spawned = time.perf_counter() - start
-        started = supervisor.count_children() == n
+        started = supervisor.count_children() == n and all(r.is_alive for r in refs)
         start = time.perf_counter()
     stopped = time.perf_counter() - start
-    return spawned, stopped, started and supervisor.count_children() == 0
+    return spawned, stopped, started and not any(r.is_alive for r in refs)
 
 
 async def _spawn_bare(n: int) -> float:

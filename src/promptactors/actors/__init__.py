@@ -9,6 +9,7 @@ backpressure) or ``ask`` (wait for the reply). Supervision lives in
 from ._actor import DEFAULT_MAILBOX_SIZE as DEFAULT_MAILBOX_SIZE
 from ._actor import Actor as Actor
 from ._actor import handler as handler
+from ._cell import DeferredReply as DeferredReply
 from ._cell import Exit as Exit
 from ._gc import set_gc_freeze_interval as set_gc_freeze_interval
 from ._ref import DEFAULT_ASK_TIMEOUT as DEFAULT_ASK_TIMEOUT
@@ -20,6 +21,7 @@ __all__ = [
     "DEFAULT_MAILBOX_SIZE",
     "Actor",
     "ActorRef",
+    "DeferredReply",
     "Exit",
     "handler",
     "set_gc_freeze_interval",

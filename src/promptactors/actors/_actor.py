@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, Union
 from .._exceptions import ActorDead
 
 if TYPE_CHECKING:
-    from ._cell import Cell
+    from ._cell import Cell, DeferredReply
     from ._ref import ActorRef
 
 M = TypeVar("M")
@@ -138,6 +138,25 @@ class Actor(Generic[M]):
         if self._cell is None:
             raise ActorDead("actor is not started: cannot start a linked task")
         self._cell.start_linked(fn, args)
+
+    def cancel_linked(self) -> None:
+        """Cancel every task this incarnation started with :meth:`start_soon` (they end at
+        their next checkpoint; the kernel awaits them when the incarnation ends)."""
+        if self._cell is not None:
+            for scope in list(self._cell.linked):
+                scope.cancel()
+
+    def defer_reply(self) -> DeferredReply:
+        """Answer the ask being handled later: returns its :class:`DeferredReply`.
+
+        The handler's return value is then ignored; call ``resolve(value)`` or
+        ``fail(error)`` on the deferred reply when the answer is ready (from a later
+        message or a linked task). If this incarnation ends first, the asker gets
+        ``ActorDead``. Raises ``RuntimeError`` outside a handler answering an ask.
+        """
+        if self._cell is None:
+            raise RuntimeError("defer_reply() is for a handler answering an ask")
+        return self._cell.defer_current()
 
     def stop_self(self) -> None:
         """Ask to stop after the current message: a *normal* exit.

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 M = TypeVar("M")
 
-__all__ = ["Cell", "Exit", "ExitKind", "Owner", "run_incarnation"]
+__all__ = ["Cell", "DeferredReply", "Exit", "ExitKind", "Owner", "run_incarnation"]
 
 ExitKind = Literal["normal", "shutdown", "crash", "killed"]
 StopMode = Literal["now", "drain"]
@@ -80,6 +80,7 @@ class Cell(Generic[M]):
         "backend",
         "closed",
         "current",
+        "deferred",
         "hook_scope",
         "incarnation",
         "linked",
@@ -124,6 +125,8 @@ class Cell(Generic[M]):
         self.closed = False
         self.incarnation = 0
         self.current: Envelope | None = None
+        # Replies a handler took to settle later (defer_reply); failed if the incarnation ends.
+        self.deferred: set[DeferredReply] | None = None
         self.scope: Any = None  # the incarnation's cancel scope (the backend's own type)
         self.hook_scope: Any = None  # on_crash's scope: a kill must reach a hanging hook too
         self.stop_mode: StopMode | None = None
@@ -206,6 +209,24 @@ class Cell(Generic[M]):
             self._terminated = anyio.Event()
         await self._terminated.wait()
 
+    def defer_current(self) -> DeferredReply:
+        """Take the reply of the ask being handled, to be settled later by the actor."""
+        envelope = self.current
+        if envelope is None or envelope[1] is None:
+            raise RuntimeError("defer_reply() is for a handler answering an ask")
+        deferred = DeferredReply(self, envelope[1])
+        self.current = (envelope[0], None)  # the loop no longer answers it
+        if self.deferred is None:
+            self.deferred = set()
+        self.deferred.add(deferred)
+        return deferred
+
+    def fail_deferred(self) -> None:
+        """The incarnation ended: fail every reply it deferred and never settled."""
+        deferred, self.deferred = self.deferred, None
+        for item in deferred or ():
+            item.fail(ActorDead(f"actor {self.name!r} stopped before answering"))
+
     def fail_current(self) -> None:
         envelope = self.current
         if envelope is not None:
@@ -251,6 +272,39 @@ class Cell(Generic[M]):
         with anyio.CancelScope(shield=True):
             await self._linked_idle.wait()
         self._linked_idle = None
+
+
+class DeferredReply:
+    """The reply of an ask that its handler answers later (``Actor.defer_reply``).
+
+    Settle it once with :meth:`resolve` or :meth:`fail`; if the actor's incarnation ends
+    first, the asker gets ``ActorDead``. Settling twice is a no-op.
+    """
+
+    __slots__ = ("_cell", "_reply")
+
+    def __init__(self, cell: Cell[Any], reply: Reply) -> None:
+        self._cell = cell
+        self._reply = reply
+
+    def resolve(self, value: Any = None) -> None:
+        self._forget()
+        self._reply.set_result(value)
+
+    def fail(self, error: BaseException) -> None:
+        self._forget()
+        self._reply.set_exception(error)
+
+    def _forget(self) -> None:
+        deferred = self._cell.deferred
+        if deferred is not None:
+            deferred.discard(self)
+
+
+def _fail_deferred_of(cell: Cell[Any], reply: Reply, error: BaseException) -> None:
+    for item in list(cell.deferred or ()):
+        if item._reply is reply:
+            item.fail(error)
 
 
 class _SetEvent:
@@ -304,6 +358,7 @@ async def run_incarnation(
         finally:
             cell.scope = None
             cell.fail_current()
+    cell.fail_deferred()
     if exit is None:
         crash = cell.linked_crash
         exit = Exit("crash", crash, started) if crash is not None else Exit("killed", None, started)
@@ -352,9 +407,13 @@ async def _receive_loop(cell: Cell[M], actor: Actor[M]) -> None:
             except Exception as exc:
                 if reply is None:
                     raise
-                reply.set_exception(exc)
+                if cell.current is envelope:
+                    reply.set_exception(exc)
+                # else: deferred; an error after deferring goes to the deferred reply too
+                elif cell.deferred:
+                    _fail_deferred_of(cell, reply, exc)
             else:
-                if reply is not None:
+                if reply is not None and cell.current is envelope:
                     reply.set_result(result)
             cell.current = None
             if cell.stop_mode is not None and cell.leaves_after_this(items):

@@ -150,6 +150,15 @@ class EngineContext:
     clock: Callable[[], float] = time.time
     utcnow: Callable[[], datetime] = lambda: datetime.now(UTC)
     journal: bool = True
+    _computed: tuple[int, dict[str, str]] = field(default=(-1, {}), repr=False)
+
+    def computed(self) -> dict[str, str]:
+        """The computed variables for now (they change once a second: cached for it)."""
+        now = self.utcnow()
+        second = int(now.timestamp())
+        if self._computed[0] != second:
+            self._computed = (second, computed_variables(now))
+        return self._computed[1]
 
 
 # -- what survives restarts --------------------------------------------------------------
@@ -183,7 +192,6 @@ class InstanceHome:
         "state",
         "subscribers",
         "ticket",
-        "turn_scope",
         "turn_start",
     )
 
@@ -194,7 +202,6 @@ class InstanceHome:
         self.turn_start = 0  # index in the journal where the current turn's events begin
         self.ticket: TurnTicket | None = None
         self.subscribers: set[Subscription] = set()
-        self.turn_scope: anyio.CancelScope | None = None
         self.crashes = 0
 
 
@@ -247,14 +254,16 @@ class InstanceActor(Actor[InstanceCommand]):
                     action_values=dict(spec.action_values),
                     broker_values=dict(spec.broker_values),
                     scoped_values=spec.scoped_values,
-                    computed_values=computed_variables(self.engine.utcnow()),
+                    computed_values=self.engine.computed(),
                     current_input=spec.initial_message or "",
                 )
             )
-            self._apply(StatusChanged(at=self._now(), status=ExecutionStatus.INITIALIZING))
+            self._apply(
+                StatusChanged.model_construct(at=self._now(), status=ExecutionStatus.INITIALIZING)
+            )
             if spec.run_id is not None:
                 self._restore_history(spec)
-            self._apply(StatusChanged(at=self._now(), status=ExecutionStatus.READY))
+            self._apply(StatusChanged.model_construct(at=self._now(), status=ExecutionStatus.READY))
         else:
             home.crashes += 1
             await self._recover_interrupted_turn()
@@ -270,8 +279,7 @@ class InstanceActor(Actor[InstanceCommand]):
     async def on_stop(self) -> None:
         home = self.home
         state = self.state
-        if home.turn_scope is not None:
-            home.turn_scope.cancel()
+        self.cancel_linked()  # a running turn ends here; its task is marked below
         if state.core.status in _TURN:
             # Stopped mid-turn: the task row says so and keeps what was streamed.
             task_id = state.core.turn.task_id
@@ -296,7 +304,7 @@ class InstanceActor(Actor[InstanceCommand]):
             self._apply(MessageAdded(at=self._now(), message=message))
         assert spec.run_id is not None
         self._apply(
-            RunLinked(
+            RunLinked.model_construct(
                 at=self._now(),
                 run_id=spec.run_id,
                 run_name=spec.run_name,
@@ -354,7 +362,7 @@ class InstanceActor(Actor[InstanceCommand]):
                 at=self._now(),
                 task_id=task_id,
                 user_message=user_message,
-                computed_values=computed_variables(self.engine.utcnow()),
+                computed_values=self.engine.computed(),
             )
         )
         ticket = TurnTicket(task_id, user_message)
@@ -474,21 +482,18 @@ class InstanceActor(Actor[InstanceCommand]):
             await self._persist(*ops)
             if core.run.run_id is None:
                 self._apply(
-                    RunLinked(at=self._now(), run_id=run_id, run_name=core.prompt.name or None)
+                    RunLinked.model_construct(
+                        at=self._now(), run_id=run_id, run_name=core.prompt.name or None
+                    )
                 )
                 if engine.registry is not None:
                     await engine.registry.link_run(core.instance_id, run_id)
-        with anyio.CancelScope() as scope:
-            self.home.turn_scope = scope
-            try:
-                end = await self._stream(provider, request)
-            except ProviderError as exc:
-                self.home.turn_scope = None
-                await self._attempt_failed(ticket, task_id, exc)
-                return
-            finally:
-                self.home.turn_scope = None
-            await self._complete(ticket, task_id, run_id, model, end, tracking)
+        try:
+            end = await self._stream(provider, request)
+        except ProviderError as exc:
+            await self._attempt_failed(ticket, task_id, exc)
+            return
+        await self._complete(ticket, task_id, run_id, model, end, tracking)
 
     async def _stream(self, provider: Provider, request: ProviderRequest) -> StreamEnd:
         clock = self.engine.clock
@@ -500,10 +505,12 @@ class InstanceActor(Actor[InstanceCommand]):
                 if isinstance(event, TextDelta):
                     now = clock()
                     if not streaming:
-                        self._apply(StreamingStarted(at=now))
+                        self._apply(StreamingStarted.model_construct(at=now))
                         streaming = True
                     # One network read, one state change: the hot path of the engine.
-                    delta = StreamDelta(at=now, text=event.text, chunks=event.chunks)
+                    delta = StreamDelta.model_construct(
+                        at=now, text=event.text, chunks=event.chunks
+                    )
                     home.state = reduce(home.state, delta)
                     if self.engine.journal:
                         home.journal.append(delta)
@@ -533,7 +540,7 @@ class InstanceActor(Actor[InstanceCommand]):
         prices = self.engine.prices
         cost = prices.cost(model, usage) if prices is not None else None
         state = self._apply(
-            ExecutionCompleted(
+            ExecutionCompleted.model_construct(
                 at=self._now(),
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
@@ -560,7 +567,11 @@ class InstanceActor(Actor[InstanceCommand]):
                     finish_reason=end.finish_reason,
                 )
             )
-            self._apply(RunSaved(at=self._now(), saved_message_count=len(state.core.messages)))
+            self._apply(
+                RunSaved.model_construct(
+                    at=self._now(), saved_message_count=len(state.core.messages)
+                )
+            )
         ticket.resolve(
             TurnResult(
                 task_id=task_id,
@@ -624,7 +635,7 @@ class InstanceActor(Actor[InstanceCommand]):
                 at=self._now(),
                 task_id=task_id,
                 user_message=None,
-                computed_values=computed_variables(self.engine.utcnow()),
+                computed_values=self.engine.computed(),
             )
         )
         self.home.turn_start = len(self.home.journal) - 1

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from .._exceptions import ActorDead, InvalidInput, NotFound, StoreError, StoreUnavailable
+from .._exceptions import (
+    ActorDead,
+    AskTimeout,
+    InvalidInput,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from ..messages._tracker import (
     FlushOps,
     GetTrackerStats,
@@ -38,6 +45,7 @@ from ._actor import Actor
 if TYPE_CHECKING:
     from ..messages._tracker import CommitWaiter
     from ..store import Store, WriteOp
+    from ._cell import DeferredReply
     from ._ref import ActorRef
 
 __all__ = [
@@ -224,15 +232,17 @@ class RunTracker(Actor[TrackerCommand]):
         if isinstance(message, SubmitOps):
             self._accept(message.ops, None)
         elif isinstance(message, PersistOps):
+            waiter = message.waiter or _ReplyWaiter(self.defer_reply(), message.notes)
             if message.ops:
-                self._accept(message.ops, _Group(message.waiter, len(message.ops)))
+                self._accept(message.ops, _Group(waiter, len(message.ops)))
             else:
-                message.waiter.committed()
+                waiter.committed()
         elif isinstance(message, FlushOps):
+            waiter = message.waiter or _ReplyWaiter(self.defer_reply(), message.notes)
             if self._pending:
-                self._flushes.append((self._seq, message.waiter))
+                self._flushes.append((self._seq, waiter))
             else:
-                message.waiter.committed()
+                waiter.committed()
         elif isinstance(message, GetTrackerStats):
             reply = self.stats()
         else:
@@ -374,6 +384,29 @@ def run_tracker_actor(
 # -- the caller's side -------------------------------------------------------------------
 
 
+class _ReplyWaiter:
+    """A waiter that answers the asker's deferred reply (if the tracker stops first, the
+    kernel fails it with ``ActorDead``: no watcher task per caller is needed)."""
+
+    __slots__ = ("_notes", "_reply")
+
+    def __init__(self, reply: DeferredReply, notes: list[BaseException] | None) -> None:
+        self._reply = reply
+        self._notes = notes
+
+    def committed(self) -> None:
+        self._reply.resolve(None)
+
+    def failed(self, error: BaseException) -> None:
+        self._reply.fail(error)
+
+    def note(self, error: BaseException) -> None:
+        # The asker times out on its own deadline (the tracker keeps retrying); it reads
+        # the last error from here to say why.
+        if self._notes is not None:
+            self._notes[:] = [error]
+
+
 class _Ticket:
     """A one-shot :class:`CommitWaiter` the client awaits."""
 
@@ -434,8 +467,9 @@ class RunTrackerClient:
         tracker is stopped, or stops before committing them. ``timeout=None`` waits
         without limit.
         """
-        ticket = _Ticket()
-        await self._wait(PersistOps(ops, ticket), ticket, timeout, f"{len(ops)} operations")
+        if ops:
+            notes: list[BaseException] = []
+            await self._ask(PersistOps(ops, None, notes), notes, timeout, f"{len(ops)} operations")
 
     async def flush(self, timeout: float | None = DEFAULT_PERSIST_TIMEOUT) -> None:
         """Return once everything accepted so far is committed (or refused for good).
@@ -444,8 +478,31 @@ class RunTrackerClient:
         (nothing is dropped: the tracker keeps retrying), ``ActorDead`` if the tracker is
         stopped or stops first.
         """
-        ticket = _Ticket()
-        await self._wait(FlushOps(ticket), ticket, timeout, "flush")
+        notes: list[BaseException] = []
+        await self._ask(FlushOps(None, notes), notes, timeout, "flush")
+
+    async def _ask(
+        self,
+        message: TrackerCommand,
+        notes: list[BaseException],
+        timeout: float | None,
+        what: str,
+    ) -> None:
+        # One ask with a deferred reply: the kernel's shared deadline bounds the wait and
+        # fails it with ActorDead if the tracker stops first — no task or scope per call.
+        try:
+            await self._ref.ask(message, timeout=timeout)
+        except AskTimeout as exc:
+            if "mailbox stayed full" in str(exc):
+                raise StoreUnavailable(
+                    f"{what} not accepted within {timeout:g}s: the run tracker's mailbox "
+                    "stayed full (the store is slow or unavailable); nothing was queued"
+                ) from exc
+            last = notes[-1] if notes else None
+            raise StoreUnavailable(
+                f"{what} not committed within {timeout:g}s; still queued and retried in the "
+                f"background (last error: {last})"
+            ) from (last or exc)
 
     async def stats(self, timeout: float | None = DEFAULT_PERSIST_TIMEOUT) -> TrackerStats:
         """The tracker's counters. Raises ``AskTimeout`` or ``ActorDead`` like ``ask``.

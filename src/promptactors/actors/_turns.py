@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..messages import ExecutionStatus
+from ._backend import Reply, get_backend
 
 if TYPE_CHECKING:
     from ._instance import InstanceHome
@@ -35,9 +36,21 @@ class TurnResult:
 
 
 class TurnTicket:
-    """The awaitable outcome of one user turn, kept across restarts of the instance."""
+    """The awaitable outcome of one user turn, kept across restarts of the instance.
 
-    __slots__ = ("_done", "attempts", "error", "first_task_id", "result", "user_message")
+    Any number of tasks may wait on it; each waits on a one-shot reply whose timeout is
+    kept by the kernel's shared deadline service (no cancel scope per wait).
+    """
+
+    __slots__ = (
+        "_done",
+        "_waiters",
+        "attempts",
+        "error",
+        "first_task_id",
+        "result",
+        "user_message",
+    )
 
     def __init__(self, first_task_id: str, user_message: str | None) -> None:
         self.first_task_id = first_task_id
@@ -45,26 +58,46 @@ class TurnTicket:
         self.attempts = 1
         self.result: TurnResult | None = None
         self.error: BaseException | None = None
-        self._done = anyio.Event()
+        self._done = False
+        self._waiters: list[Reply] = []
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done
 
     def resolve(self, result: TurnResult) -> None:
-        if not self.done:
+        if not self._done:
             self.result = result
-            self._done.set()
+            self._settle()
 
     def fail(self, error: BaseException) -> None:
-        if not self.done:
+        if not self._done:
             self.error = error
-            self._done.set()
+            self._settle()
+
+    def _settle(self) -> None:
+        self._done = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.set_result(None)
 
     async def wait(self, timeout: float | None = None) -> TurnResult:
-        """The result; raises the turn's error, or ``TimeoutError`` after ``timeout``."""
-        with anyio.fail_after(timeout):
-            await self._done.wait()
+        """The result; raises the turn's error, or ``AskTimeout`` (a ``TimeoutError``)
+        after ``timeout`` seconds."""
+        if not self._done:
+            reply = get_backend().reply()
+            self._waiters.append(reply)
+            try:
+                if timeout is None:
+                    await reply.wait()
+                else:
+                    await reply.wait_for(
+                        timeout,
+                        lambda: f"turn {self.first_task_id!r} did not end within {timeout:g}s",
+                    )
+            finally:
+                if reply in self._waiters:
+                    self._waiters.remove(reply)
         if self.error is not None:
             raise self.error
         assert self.result is not None

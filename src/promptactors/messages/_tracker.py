@@ -51,7 +51,8 @@ class PersistOps:
     """Accept ``ops`` and settle ``waiter`` once they are committed (or refused)."""
 
     ops: tuple[Any, ...]
-    waiter: CommitWaiter
+    waiter: CommitWaiter | None = None  # None: the asker's reply is the waiter
+    notes: list[BaseException] | None = None  # retried errors, for the asker's timeout message
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,8 @@ class FlushOps:
     Operations refused for a conflict count as settled: they never will be committed.
     """
 
-    waiter: CommitWaiter
+    waiter: CommitWaiter | None = None  # None: the asker's reply is the waiter
+    notes: list[BaseException] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections import deque
+
     import anyio
     from anyio.abc import TaskStatus
 
@@ -53,7 +54,8 @@ class ChildState:
         self.pending: PendingRestart | None = None  # the scheduled restart it waits for
         self.terminated = False
         self.done: anyio.Event | None = None
-        self.restart_times: deque[float] = deque()
+        # Created on the first restart: most children never restart (a deque is ~600 bytes).
+        self.restart_times: deque[float] | None = None
 
     def renew(self) -> None:
         """Make a child stopped for good startable again, with a fresh cell (new ref)."""

@@ -473,10 +473,13 @@ class Supervisor:
             raise RestartIntensityExceeded(
                 self.name, self.max_restarts, self.period
             ) from exit.error
-        child.restart_times.append(now)
-        while child.restart_times and child.restart_times[0] <= now - self.period:
-            child.restart_times.popleft()
-        delay = self.backoff.delay(len(child.restart_times)) if self.backoff else 0.0
+        times = child.restart_times
+        if times is None:
+            times = child.restart_times = deque()
+        times.append(now)
+        while times and times[0] <= now - self.period:
+            times.popleft()
+        delay = self.backoff.delay(len(times)) if self.backoff else 0.0
 
         group = [child]
         if self.strategy != "one_for_one":
