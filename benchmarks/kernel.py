@@ -33,7 +33,7 @@ from typing import Any
 import anyio
 import trio
 
-from promptactors import Actor, handler, spawn
+from promptactors import Actor, ActorRef, handler, spawn
 from promptactors.supervisors import ChildSpec, DynamicSupervisor, open_supervisor
 
 CALLERS = 100
@@ -185,11 +185,12 @@ def _pykka_ask(n: int) -> tuple[float, float]:
 
 async def _spawn_supervised(n: int) -> tuple[float, float, bool]:
     supervisor = DynamicSupervisor(name="bench")
-    refs: list[Any] = []
     async with open_supervisor(supervisor):
         start = time.perf_counter()
-        for i in range(n):
-            refs.append(await supervisor.start_child(ChildSpec(f"a{i}", Idle, restart="temporary")))
+        refs: list[ActorRef[Any]] = [
+            await supervisor.start_child(ChildSpec(f"a{i}", Idle, restart="temporary"))  # type: ignore[misc]
+            for i in range(n)
+        ]
         spawned = time.perf_counter() - start
         started = supervisor.count_children() == n and all(r.is_alive for r in refs)
         start = time.perf_counter()

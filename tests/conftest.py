@@ -14,7 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-POSTGRES_URL = os.environ.get("PROMPTACTORS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_URL = os.environ.get(
+    "PROMPTACTORS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REQUIRE_POSTGRES = os.environ.get("PROMPTACTORS_REQUIRE_POSTGRES") == "1"
 
 

@@ -66,6 +66,7 @@ from .messages import (
     ClearConversation,
     ClearVariable,
     ConversationMessage,
+    CurrentTurn,
     Execute,
     ExecutionConfig,
     ExecutionInstance,
@@ -177,6 +178,12 @@ class InstanceHandle:
         """Start a turn and return at once; ``await ticket.wait()`` gives its result."""
         _check_text("user_input", user_input)
         ticket: TurnTicket = await self._ref.ask(Execute(user_input))
+        return ticket
+
+    async def current_turn(self) -> TurnTicket | None:
+        """The running (or last) turn's ticket — e.g. the first turn of an ``auto_run``
+        instance — or None before any turn. ``await ticket.wait()`` gives its result."""
+        ticket: TurnTicket | None = await self._ref.ask(CurrentTurn())
         return ticket
 
     @asynccontextmanager

@@ -78,7 +78,9 @@ def start(database: str) -> StartRuntime:
     return start
 
 
-async def _store_prompt(rt: Runtime, prompt: PromptDefinition = PROMPT, source: str = "prompts") -> None:
+async def _store_prompt(
+    rt: Runtime, prompt: PromptDefinition = PROMPT, source: str = "prompts"
+) -> None:
     await rt.store.put_prompt(
         PromptRecord(
             id=prompt.id,
@@ -158,9 +160,9 @@ async def test_auto_run_executes_at_start(start: StartRuntime) -> None:
         inst = await rt.start_instance(
             prompt=PROMPT, variables={"place": "Bern"}, execution_config={"auto_run": True}
         )
-        with anyio.fail_after(10):
-            while not (await inst.conversation_messages()):
-                await anyio.sleep(0.001)
+        ticket = await inst.current_turn()
+        assert ticket is not None
+        await ticket.wait(10)
         messages = await inst.conversation_messages()
         assert [m.role for m in messages] == ["assistant"]
 
@@ -196,7 +198,9 @@ async def test_a_retryable_failure_is_retried_and_leaves_one_answer(start: Start
 
 
 @pytest.mark.anyio
-async def test_a_turn_failing_every_attempt_marks_the_user_message_failed(start: StartRuntime) -> None:
+async def test_a_turn_failing_every_attempt_marks_the_user_message_failed(
+    start: StartRuntime,
+) -> None:
     """After the last attempt the caller gets AttemptsExhausted and the message says failed."""
     provider = ScriptedProvider(default=[InjectedFault("always", retryable=True)])
     async with start(provider, max_attempts=2) as rt:
@@ -209,7 +213,9 @@ async def test_a_turn_failing_every_attempt_marks_the_user_message_failed(start:
 
 
 @pytest.mark.anyio
-async def test_a_non_retryable_provider_error_reaches_the_caller_at_once(start: StartRuntime) -> None:
+async def test_a_non_retryable_provider_error_reaches_the_caller_at_once(
+    start: StartRuntime,
+) -> None:
     """A rejected request is not retried: the caller gets the provider's error."""
     provider = ScriptedProvider([[ProviderBadRequest("bad model", retryable=False)]])
     async with start(provider) as rt:
@@ -372,12 +378,19 @@ async def test_actions_resolve_brokers_with_the_documented_precedence(start: Sta
             )
         )
         started = await rt.start_action(
-            "act", context={"user_id": "u1", "workspace_id": "o1", "project_id": "p1"},
+            "act",
+            context={"user_id": "u1", "workspace_id": "o1", "project_id": "p1"},
             user_provided_variables={"a": "user-a"},
         )
         assert started.broker_resolved_count == 2
         merged = await started.instance.merged_variables()
-        assert [merged[n] for n in "abcde"] == ["user-a", "hard-b", "broker-c", "scoped-d", "default-e"]
+        assert [merged[n] for n in "abcde"] == [
+            "user-a",
+            "hard-b",
+            "broker-c",
+            "scoped-d",
+            "default-e",
+        ]
         explained = {e.name: e.source.value for e in await started.instance.explain_variables()}
         assert explained["c"] == "broker"
 
@@ -413,13 +426,12 @@ async def test_stopping_mid_turn_marks_the_task_interrupted(start: StartRuntime)
     """A stop during a turn fails the caller clearly and leaves the task row interrupted."""
     async with start(latency=0.2, tokens=50) as rt:
         inst = await rt.start_instance(prompt=PROMPT, variables={"place": "Hilo"})
-        ticket = await inst.start_turn("wait")
-        with anyio.fail_after(10):
-            while not (await inst.streaming_text()):
-                await anyio.sleep(0.01)
-        await inst.stop()
-        with pytest.raises(AttemptsExhausted, match="stopped"):
-            await ticket.wait(10)
+        async with inst.stream("wait") as turn:
+            async for _first_chunk in turn:
+                break  # the turn is streaming now
+            await inst.stop()
+            with pytest.raises(AttemptsExhausted, match="stopped"):
+                await turn.result()
         await rt.tracker.flush()
         tasks = await rt.store.list_tasks((await rt.store.list_runs(limit=1))[0].id)
         assert [t.status for t in tasks] == ["interrupted"]

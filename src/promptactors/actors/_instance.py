@@ -34,6 +34,7 @@ from ..messages import (
     ClearConversation,
     ClearVariable,
     ConversationCleared,
+    CurrentTurn,
     Event,
     Execute,
     ExecutionCompleted,
@@ -418,6 +419,10 @@ class InstanceActor(Actor[InstanceCommand]):
         subscription = Subscription(self.home, live)
         self.home.subscribers.add(subscription)
         return subscription
+
+    @handler
+    async def current_turn(self, message: CurrentTurn) -> TurnTicket | None:
+        return self.home.ticket
 
     @handler
     async def export(self, message: ExportJournal) -> str:

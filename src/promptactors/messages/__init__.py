@@ -19,6 +19,7 @@ from ._base import VariableName as VariableName
 from ._base import describe_validation_error as describe_validation_error
 from ._commands import ClearConversation as ClearConversation
 from ._commands import ClearVariable as ClearVariable
+from ._commands import CurrentTurn as CurrentTurn
 from ._commands import Execute as Execute
 from ._commands import ExportJournal as ExportJournal
 from ._commands import GetSnapshot as GetSnapshot
@@ -98,6 +99,7 @@ __all__ = [
     "Conversation",
     "ConversationCleared",
     "ConversationMessage",
+    "CurrentTurn",
     "Event",
     "EventBase",
     "Execute",

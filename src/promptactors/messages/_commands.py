@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ClearConversation",
     "ClearVariable",
+    "CurrentTurn",
     "Execute",
     "ExportJournal",
     "GetSnapshot",
@@ -98,6 +99,11 @@ class ExportJournal:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class CurrentTurn:
+    """Reply with the ticket of the running (or last) turn, or None before the first."""
+
+
 InstanceCommand = (
     Execute
     | SetInput
@@ -111,4 +117,5 @@ InstanceCommand = (
     | Select
     | Subscribe
     | ExportJournal
+    | CurrentTurn
 )
