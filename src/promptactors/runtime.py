@@ -20,8 +20,10 @@ The tree (``rest_for_one``: a child's restart restarts those started after it)::
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from collections.abc import Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -91,7 +93,7 @@ from .store import open_store
 from .supervisors import ChildSpec, DynamicSupervisor, Supervisor, open_supervisor
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping
+    from collections.abc import AsyncIterator, Callable
     from datetime import datetime
 
     from .actors._turns import Subscription, TurnResult, TurnTicket
@@ -386,6 +388,7 @@ class Runtime:
             raise InvalidInput(f"source must be 'prompts' or 'prompt_builtins', got {source!r}")
         definition = await self._prompt(prompt_id, prompt, source)
         config = _config(execution_config)
+        overrides = _check_settings(settings)
         user_values = _check_variables("variables", variables or {})
         _check_text("initial_message", initial_message)
         _check_id("instance_id", instance_id)
@@ -408,7 +411,7 @@ class Runtime:
             instance_id=instance_id,
             prompt=definition,
             execution_config=config,
-            settings=dict(settings or {}),
+            settings=overrides,
             user_values=user_values,
             action_values=dict(_action_values or {}),
             broker_values=dict(_broker_values or {}),
@@ -726,6 +729,19 @@ def _check_variables(name: str, values: Mapping[str, str]) -> dict[str, str]:
         _check_text(f"{name}[{key!r}]", value)
         checked[key] = value
     return checked
+
+
+def _check_settings(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Model settings overrides: a mapping of JSON values (they are stored with the run)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InvalidInput("settings must be a mapping with string keys")
+    try:
+        json.dumps(dict(value), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"settings must hold JSON values only: {exc}") from exc
+    return dict(value)
 
 
 def _config(value: ExecutionConfig | Mapping[str, Any] | None) -> ExecutionConfig:

@@ -322,6 +322,8 @@ async def test_unknown_ids_and_bad_arguments_get_specific_errors(start: StartRun
             await rt.start_instance(prompt=PROMPT, initial_message="x" * 2_000_000)
         with pytest.raises(InvalidInput, match="exactly one"):
             await rt.start_instance()
+        with pytest.raises(InvalidInput, match="JSON values"):
+            await rt.start_instance(prompt=PROMPT, settings={"temperature": object()})
         from promptactors import RunNotFound
 
         with pytest.raises(RunNotFound):

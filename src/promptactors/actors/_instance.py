@@ -125,11 +125,11 @@ class Persistence(Protocol):
 class Registration(Protocol):
     """How an instance tells the registry about itself and its run."""
 
-    async def register(
+    async def announce(
         self, instance_id: str, prompt_id: str, ref: ActorRef[Any], run_id: str | None = None
     ) -> None: ...
 
-    async def link_run(self, instance_id: str, run_id: str) -> None: ...
+    async def announce_run(self, instance_id: str, run_id: str) -> None: ...
 
     async def unregister(self, instance_id: str) -> None: ...
 
@@ -244,8 +244,9 @@ class InstanceActor(Actor[InstanceCommand]):
         home = self.home
         if home.state is None:
             spec = home.spec
+            # Every field was validated at the runtime's boundary (start_instance).
             self._apply(
-                InstanceCreated(
+                InstanceCreated.model_construct(
                     at=self._now(),
                     instance_id=spec.instance_id,
                     prompt=spec.prompt,
@@ -271,7 +272,7 @@ class InstanceActor(Actor[InstanceCommand]):
         registry = self.engine.registry
         if registry is not None:
             state = self.state
-            await registry.register(
+            await registry.announce(
                 state.instance_id, state.core.prompt.id, self.ref, state.core.run.run_id
             )
         if home.crashes == 0 and home.spec.execution_config.auto_run:
@@ -359,7 +360,7 @@ class InstanceActor(Actor[InstanceCommand]):
         user_message = "\n".join(parts) if parts else None
         task_id = str(uuid.uuid4())
         self._apply(
-            ExecutionStarted(
+            ExecutionStarted.model_construct(
                 at=self._now(),
                 task_id=task_id,
                 user_message=user_message,
@@ -492,7 +493,7 @@ class InstanceActor(Actor[InstanceCommand]):
                     )
                 )
                 if engine.registry is not None:
-                    await engine.registry.link_run(core.instance_id, run_id)
+                    await engine.registry.announce_run(core.instance_id, run_id)
         try:
             end = await self._stream(provider, request)
         except ProviderError as exc:
@@ -636,7 +637,7 @@ class InstanceActor(Actor[InstanceCommand]):
             await anyio.sleep(delay)
         task_id = str(uuid.uuid4())
         self._apply(
-            ExecutionStarted(
+            ExecutionStarted.model_construct(
                 at=self._now(),
                 task_id=task_id,
                 user_message=None,

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._exceptions import InstanceNotFound, InvalidInput
+import structlog
+
+from .._exceptions import InstanceNotFound, InvalidInput, PromptActorsError
 from ..messages._registry import (
     AllInstances,
+    AnnounceInstance,
+    AnnounceRun,
     CountInstances,
     GetInstance,
     InstanceByRun,
@@ -25,6 +29,8 @@ from ..messages._registry import (
 )
 from ._actor import Actor, handler
 from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef
+
+_log = structlog.get_logger("promptactors.registry")
 
 __all__ = ["Registry", "RegistryClient", "registry_actor"]
 
@@ -104,6 +110,24 @@ class Registry(Actor[RegistryCommand]):
         self._by_prompt.setdefault(message.prompt_id, {})[instance_id] = None
         if message.run_id is not None:
             self._set_run(entry, instance_id, message.run_id)
+
+    @handler
+    async def announce(self, message: AnnounceInstance) -> None:
+        try:
+            await self.register(
+                RegisterInstance(
+                    message.instance_id, message.prompt_id, message.ref, message.run_id
+                )
+            )
+        except PromptActorsError as exc:
+            _log.error("registry_announce_refused", instance_id=message.instance_id, error=str(exc))
+
+    @handler
+    async def announce_run(self, message: AnnounceRun) -> None:
+        try:
+            await self.link_run(LinkRun(message.instance_id, message.run_id))
+        except PromptActorsError as exc:
+            _log.error("registry_announce_refused", instance_id=message.instance_id, error=str(exc))
 
     @handler
     async def unregister(self, message: UnregisterInstance) -> bool:
@@ -191,8 +215,21 @@ class RegistryClient:
         await self._ref.ask(message, timeout=self._timeout)
 
     async def unregister(self, instance_id: str) -> None:
-        """Drop an instance from every index. Idempotent."""
-        await self._ref.ask(UnregisterInstance(instance_id), timeout=self._timeout)
+        """Drop an instance from every index (sent without waiting: it cannot fail; the
+        registry handles it before any later query). Idempotent."""
+        await self._ref.tell(UnregisterInstance(instance_id))
+
+    async def announce(
+        self, instance_id: str, prompt_id: str, ref: ActorRef[Any], run_id: str | None = None
+    ) -> None:
+        """:meth:`register` without waiting for the registry (it handles the message
+        before any later query); a conflict is logged instead of raised. For instances,
+        which must not wait on the registry on their hot path."""
+        await self._ref.tell(AnnounceInstance(instance_id, prompt_id, ref, run_id))
+
+    async def announce_run(self, instance_id: str, run_id: str) -> None:
+        """:meth:`link_run` without waiting; a conflict is logged instead of raised."""
+        await self._ref.tell(AnnounceRun(instance_id, run_id))
 
     async def link_run(self, instance_id: str, run_id: str) -> None:
         """Link a run to an instance (replacing the instance's previous run link).

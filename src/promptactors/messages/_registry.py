@@ -12,6 +12,8 @@ from typing import Any
 
 __all__ = [
     "AllInstances",
+    "AnnounceInstance",
+    "AnnounceRun",
     "CountInstances",
     "GetInstance",
     "InstanceByRun",
@@ -90,6 +92,24 @@ class PruneInstances:
     """Drop every instance whose actor has stopped for good. Reply: the ids dropped."""
 
 
+@dataclass(frozen=True, slots=True)
+class AnnounceInstance:
+    """Fire-and-forget :class:`RegisterInstance`: a conflict is logged, never raised."""
+
+    instance_id: str
+    prompt_id: str
+    ref: Any
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceRun:
+    """Fire-and-forget :class:`LinkRun`: a conflict is logged, never raised."""
+
+    instance_id: str
+    run_id: str
+
+
 RegistryCommand = (
     RegisterInstance
     | UnregisterInstance
@@ -100,4 +120,6 @@ RegistryCommand = (
     | AllInstances
     | CountInstances
     | PruneInstances
+    | AnnounceInstance
+    | AnnounceRun
 )

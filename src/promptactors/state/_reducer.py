@@ -8,7 +8,7 @@ object allocations; every other event is rare and uses ``dataclasses.replace``.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 from promptactors._exceptions import (
@@ -113,8 +113,19 @@ def reduce(state: InstanceState | None, event: Event) -> InstanceState:
     return handler(state, event)
 
 
+_CORE_FIELDS = tuple(f.name for f in fields(InstanceCore))
+_new = object.__new__
+_set = object.__setattr__
+
+
 def _evolve(state: InstanceState, at: float, **changes: Any) -> InstanceState:
-    return InstanceState(replace(state.core, **changes), state.stream, at)
+    # dataclasses.replace re-runs __init__ over all fields (~5 us); copying the slots of
+    # this frozen, validated-elsewhere core is several times cheaper, and a turn takes ~8.
+    old = state.core
+    core = _new(InstanceCore)
+    for name in _CORE_FIELDS:
+        _set(core, name, changes[name] if name in changes else getattr(old, name))
+    return InstanceState(core, state.stream, at)
 
 
 def _refuse_during_turn(state: InstanceState, what: str) -> None:
