@@ -389,33 +389,33 @@ async def _receive_loop(cell: Cell[M], actor: Actor[M]) -> None:
     while True:
         # Re-read after each park: the mailbox swaps in its own deque on the first message.
         items = mailbox._items
+        if cell.stop_mode == "now":
+            return  # woken for a stop: leave what is queued to the next incarnation
         while items:
-            if cell.stop_mode == "now":
-                return  # leave what is queued to the next incarnation
             envelope = items.popleft()
             if mailbox._senders:
                 mailbox.admit_sender()
-            cell.current = envelope
             message, reply = envelope
             if table is None:
                 coro = receive(message)
             else:
                 fn = table.get(type(message)) or cell.resolve(type(message))
                 coro = fn(actor, message) if fn is not None else receive(message)
-            try:
-                result = await coro
-            except Exception as exc:
-                if reply is None:
-                    raise
-                if cell.current is envelope:
-                    reply.set_exception(exc)
-                # else: deferred; an error after deferring goes to the deferred reply too
-                elif cell.deferred:
-                    _fail_deferred_of(cell, reply, exc)
+            if reply is None:
+                await coro  # a tell: an exception escapes and crashes the actor
             else:
-                if reply is not None and cell.current is envelope:
-                    reply.set_result(result)
-            cell.current = None
+                cell.current = envelope  # so a kill, a crash or defer_reply can settle it
+                try:
+                    result = await coro
+                except Exception as exc:
+                    if cell.current is envelope:
+                        reply.set_exception(exc)
+                    elif cell.deferred:  # deferred, then failed: the deferred reply says so
+                        _fail_deferred_of(cell, reply, exc)
+                else:
+                    if cell.current is envelope:
+                        reply.set_result(result)
+                cell.current = None
             if cell.stop_mode is not None and cell.leaves_after_this(items):
                 return
             budget -= 1

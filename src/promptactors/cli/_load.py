@@ -15,7 +15,6 @@ from rich.table import Table
 from .. import open_runtime
 from .._load import run_load
 from .._prompt_files import load_prompt_file
-from ..actors import set_gc_freeze_interval
 from ._common import (
     DatabaseOption,
     LatencyOption,
@@ -114,7 +113,6 @@ def load(
             figures["database"] = settings.database_url
             return figures
 
-    set_gc_freeze_interval(1000)
     figures = run_async(main)
     if csv_path is not None:
         with csv_path.open("w", newline="", encoding="utf-8") as f:
