@@ -480,3 +480,54 @@ async def test_each_senders_messages_arrive_in_the_order_sent(
     )
     for sender, messages in per_sender.items():
         assert [m for m in delivered if m[0] == sender] == messages
+
+
+async def test_ask_soon_pipelines_many_asks_from_one_caller() -> None:
+    """Asks sent with ask_soon are answered in order, awaited after all were sent."""
+    async with anyio.create_task_group() as tg:
+        ref = await spawn(tg, Counter())
+        pending = [ref.ask_soon(Record(i)) for i in range(50)]
+        answers = [await p.result(timeout=5) for p in pending]
+        assert answers[-1] == list(range(50))
+        assert answers[0] == [0]
+        failing = ref.ask_soon(Fail("late"))
+        with pytest.raises(ValueError, match="late"):
+            await failing.result()
+        await ref.stop()
+
+
+async def test_ask_soon_on_a_full_mailbox_raises_and_sends_nothing() -> None:
+    """ask_soon never waits: with no room it raises MailboxFull and nothing is queued."""
+    async with anyio.create_task_group() as tg:
+        ref = await spawn(tg, Counter(), mailbox_size=1)
+        gate = anyio.Event()
+        tg.start_soon(ref.ask, Block(gate))
+        await anyio.wait_all_tasks_blocked()
+        first = ref.ask_soon(Get())
+        with pytest.raises(MailboxFull):
+            ref.ask_soon(Get())
+        gate.set()
+        assert await first.result() == 0
+        await ref.stop()
+
+
+async def test_a_pending_reply_fails_with_actor_dead_when_the_actor_is_killed() -> None:
+    """A pipelined ask still queued when its actor is killed gets ActorDead, not a hang."""
+    async with anyio.create_task_group() as tg:
+        ref = await spawn(tg, Counter(), shutdown_timeout=0.01)
+        gate = anyio.Event()
+        blocked: list[BaseException] = []
+
+        async def ask_blocked() -> None:
+            try:
+                await ref.ask(Block(gate))
+            except ActorDead as exc:
+                blocked.append(exc)
+
+        tg.start_soon(ask_blocked)
+        await anyio.wait_all_tasks_blocked()
+        queued = ref.ask_soon(Get())
+        await ref.stop()
+        with pytest.raises(ActorDead):
+            await queued.result(timeout=5)
+    assert len(blocked) == 1

@@ -14,6 +14,7 @@ from ._cell import Exit as Exit
 from ._gc import set_gc_freeze_interval as set_gc_freeze_interval
 from ._ref import DEFAULT_ASK_TIMEOUT as DEFAULT_ASK_TIMEOUT
 from ._ref import ActorRef as ActorRef
+from ._ref import PendingReply as PendingReply
 from ._spawn import spawn as spawn
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ActorRef",
     "DeferredReply",
     "Exit",
+    "PendingReply",
     "handler",
     "set_gc_freeze_interval",
     "spawn",

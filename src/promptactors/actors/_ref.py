@@ -5,17 +5,41 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._exceptions import ActorDead, AskTimeout, MailboxFull
-from ._backend import _NO_ITEMS
+from ._backend import _NO_ITEMS, Reply
 
 if TYPE_CHECKING:
     from ._cell import Cell
 
 M = TypeVar("M")
 
-__all__ = ["DEFAULT_ASK_TIMEOUT", "ActorRef"]
+__all__ = ["DEFAULT_ASK_TIMEOUT", "ActorRef", "PendingReply"]
 
 #: Seconds ``ask`` waits for a reply unless told otherwise.
 DEFAULT_ASK_TIMEOUT = 30.0
+
+
+class PendingReply:
+    """The answer of an ask sent with :meth:`ActorRef.ask_soon`, awaited later."""
+
+    __slots__ = ("_actor", "_kind", "_reply")
+
+    def __init__(self, reply: Reply, actor: str, kind: str) -> None:
+        self._reply = reply
+        self._actor = actor
+        self._kind = kind
+
+    async def result(self, *, timeout: float | None = DEFAULT_ASK_TIMEOUT) -> Any:
+        """The handler's return value (or its exception, raised here).
+
+        Raises ``AskTimeout`` after ``timeout`` seconds of waiting here, ``ActorDead`` if
+        the actor stopped before answering.
+        """
+        if timeout is None:
+            return await self._reply.wait()
+        return await self._reply.wait_for(
+            timeout,
+            lambda: f"actor {self._actor!r} did not answer {self._kind} within {timeout:g}s",
+        )
 
 
 class ActorRef(Generic[M]):
@@ -122,6 +146,27 @@ class ActorRef(Generic[M]):
                 f"actor {cell.name!r} did not answer {type(message).__name__} within {timeout:g}s"
             ),
         )
+
+    def ask_soon(self, message: M) -> PendingReply:
+        """Send an ask now and return a :class:`PendingReply` to await its answer later.
+
+        Pipelining: a caller can have many asks in flight without a task for each (what
+        pykka's ``ask(block=False)`` futures do). Raises ``MailboxFull`` when the mailbox
+        has no room right now (nothing was sent), ``ActorDead`` if the actor is stopped,
+        ``InvalidInput`` for a message type it does not handle.
+        """
+        cell = self._cell
+        if cell.closed:
+            raise ActorDead(f"actor {cell.name!r} is stopped")
+        table = cell.table
+        if table is not None and type(message) not in table:
+            cell.check_message(message)
+        reply = cell.backend.reply()
+        if not cell.mailbox.put_nowait((message, reply)):
+            raise MailboxFull(
+                f"mailbox of actor {cell.name!r} is full ({cell.mailbox.capacity} messages)"
+            )
+        return PendingReply(reply, cell.name, type(message).__name__)
 
     async def _put_waiting(self, envelope: tuple[Any, Any], timeout: float | None) -> None:
         """The slow path of ``ask``: the mailbox is full, wait for room (within timeout)."""
