@@ -71,6 +71,7 @@ from ..messages import InstanceCommand as InstanceCommand
 from ..providers import ChatMessage, ProviderRequest, StreamEnd, TextDelta
 from ..state import (
     InstanceState,
+    append_stream,
     computed_variables,
     export_journal,
     reduce,
@@ -193,14 +194,12 @@ class InstanceHome:
         "state",
         "subscribers",
         "ticket",
-        "turn_start",
     )
 
     def __init__(self, spec: InstanceSpec) -> None:
         self.spec = spec
         self.state: InstanceState | None = None
         self.journal: list[Event] = []
-        self.turn_start = 0  # index in the journal where the current turn's events begin
         self.ticket: TurnTicket | None = None
         self.subscribers: set[Subscription] = set()
         self.crashes = 0
@@ -286,6 +285,7 @@ class InstanceActor(Actor[InstanceCommand]):
             # Stopped mid-turn: the task row says so and keeps what was streamed.
             task_id = state.core.turn.task_id
             partial = state.stream.text
+            self._journal_stream()
             self._apply(ExecutionFailed(at=self._now(), error="interrupted: instance stopped"))
             if task_id is not None and state.core.config.track_in_runs:
                 await self._persist(InterruptTask(task_id=task_id, response_text=partial))
@@ -325,6 +325,7 @@ class InstanceActor(Actor[InstanceCommand]):
         _log.warning(
             "turn_interrupted", instance_id=state.instance_id, task_id=task_id, chars=len(partial)
         )
+        self._journal_stream()
         self._apply(ExecutionFailed(at=self._now(), error="interrupted: the instance crashed"))
         if task_id is not None and state.core.config.track_in_runs:
             await self._persist(InterruptTask(task_id=task_id, response_text=partial))
@@ -369,7 +370,6 @@ class InstanceActor(Actor[InstanceCommand]):
         )
         ticket = TurnTicket(task_id, user_message)
         self.home.ticket = ticket
-        self.home.turn_start = len(self.home.journal) - 1
         for subscriber in list(self.home.subscribers):
             if subscriber.ticket is None:
                 subscriber.attach(ticket)
@@ -513,13 +513,12 @@ class InstanceActor(Actor[InstanceCommand]):
                     if not streaming:
                         self._apply(StreamingStarted.model_construct(at=now))
                         streaming = True
-                    # One network read, one state change: the hot path of the engine.
-                    delta = StreamDelta.model_construct(
-                        at=now, text=event.text, chunks=event.chunks
-                    )
-                    home.state = reduce(home.state, delta)
-                    if self.engine.journal:
-                        home.journal.append(delta)
+                    # One network read, one state change: the engine's hot path. No event
+                    # object per read: the journal gets the turn's text in one delta.
+                    # Read home.state afresh: a command may have changed it since the last read.
+                    state = home.state
+                    assert state is not None
+                    home.state = append_stream(state, event.text, event.chunks, now)
                     if home.subscribers:
                         self._notify()
                 elif isinstance(event, StreamEnd):
@@ -545,6 +544,7 @@ class InstanceActor(Actor[InstanceCommand]):
         usage = end.usage
         prices = self.engine.prices
         cost = prices.cost(model, usage) if prices is not None else None
+        self._journal_stream()
         state = self._apply(
             ExecutionCompleted.model_construct(
                 at=self._now(),
@@ -554,7 +554,6 @@ class InstanceActor(Actor[InstanceCommand]):
                 finish_reason=end.finish_reason,
             )
         )
-        self._compact_journal()
         turn = state.core.turn
         text = state.core.messages[-1].content
         if tracking:
@@ -597,10 +596,10 @@ class InstanceActor(Actor[InstanceCommand]):
 
     async def _attempt_failed(self, ticket: TurnTicket, task_id: str, error: ProviderError) -> None:
         partial = self.state.stream.text
+        self._journal_stream()
         state = self._apply(
             ExecutionFailed(at=self._now(), error=str(error) or type(error).__name__)
         )
-        self._compact_journal()
         if state.core.config.track_in_runs:
             await self._persist(
                 FailTask(
@@ -644,7 +643,6 @@ class InstanceActor(Actor[InstanceCommand]):
                 computed_values=self.engine.computed(),
             )
         )
-        self.home.turn_start = len(self.home.journal) - 1
         self._notify()
         await self._run_turn(ticket, task_id)
 
@@ -657,24 +655,16 @@ class InstanceActor(Actor[InstanceCommand]):
         ticket.fail(error)
         self._notify()
 
-    def _compact_journal(self) -> None:
-        """Fold the turn's stream deltas into one event: replay-equivalent, far smaller."""
-        home = self.home
-        if not self.engine.journal:
+    def _journal_stream(self) -> None:
+        """Record the turn's streamed text as one delta, before the event that ends the
+        turn: replaying the journal gives the same state as the reads did one by one."""
+        state = self.home.state
+        if not self.engine.journal or state is None or state.stream.length == 0:
             return
-        turn = home.journal[home.turn_start :]
-        deltas = [e for e in turn if isinstance(e, StreamDelta)]
-        if len(deltas) < 2:
-            return
-        merged = StreamDelta(
-            at=deltas[-1].at,
-            text="".join(e.text for e in deltas),
-            chunks=sum(e.chunks for e in deltas),
+        stream = state.stream
+        self.home.journal.append(
+            StreamDelta.model_construct(at=state.updated_at, text=stream.text, chunks=stream.chunks)
         )
-        first = turn.index(deltas[0])  # every event before it is kept in place
-        kept: list[Event] = [e for e in turn if not isinstance(e, StreamDelta)]
-        kept.insert(first, merged)
-        home.journal[home.turn_start :] = kept
 
 
 def _message_row(message: ConversationMessage) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from ._machine import TRANSITIONS as TRANSITIONS
 from ._machine import TURN_STATUSES as TURN_STATUSES
 from ._machine import can_transition as can_transition
 from ._machine import check_transition as check_transition
+from ._reducer import append_stream as append_stream
 from ._reducer import reduce as reduce
 from ._selectors import conversation_messages as conversation_messages
 from ._selectors import display_messages as display_messages
@@ -60,6 +61,7 @@ __all__ = [
     "InstanceState",
     "StreamView",
     "Turn",
+    "append_stream",
     "can_transition",
     "check_transition",
     "computed_variables",

@@ -62,7 +62,7 @@ from ._variables import merge_variables
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["reduce"]
+__all__ = ["append_stream", "reduce"]
 
 _S = ExecutionStatus
 _STREAMING = _S.STREAMING
@@ -80,24 +80,7 @@ def reduce(state: InstanceState | None, event: Event) -> InstanceState:
     a run already linked...). In every case the state is left as it was.
     """
     if type(event) is StreamDelta and state is not None:
-        # The hot path, inlined: one call per network read of a stream.
-        core = state.core
-        if core.status is not _STREAMING:
-            raise IllegalTransition(
-                core.status.value, _STREAMING.value, "stream_delta is accepted only while streaming"
-            )
-        view = state.stream
-        pieces = view.pieces
-        if len(pieces) != view.length:
-            # A newer state already appended to this list: branch off with a copy.
-            pieces = pieces[: view.length]
-        text = event.text
-        pieces.append(text)
-        return InstanceState(
-            core,
-            StreamView(pieces, view.length + 1, view.chars + len(text), view.chunks + event.chunks),
-            event.at,
-        )
+        return append_stream(state, event.text, event.chunks, event.at)
     if state is None:
         if type(event) is InstanceCreated:
             return _created(event)
@@ -111,6 +94,28 @@ def reduce(state: InstanceState | None, event: Event) -> InstanceState:
     if handler is None:
         raise InvalidInput(f"event: not an instance event: {event!r}")
     return handler(state, event)
+
+
+def append_stream(state: InstanceState, text: str, chunks: int, at: float) -> InstanceState:
+    """``reduce(state, StreamDelta(at=at, text=text, chunks=chunks))`` without building the
+    event: the engine's hot path, one call per network read of a stream.
+
+    Raises ``IllegalTransition`` unless the instance is streaming (the state is unchanged).
+    """
+    core = state.core
+    if core.status is not _STREAMING:
+        raise IllegalTransition(
+            core.status.value, _STREAMING.value, "stream_delta is accepted only while streaming"
+        )
+    view = state.stream
+    pieces = view.pieces
+    if len(pieces) != view.length:
+        # A newer state already appended to this list: branch off with a copy.
+        pieces = pieces[: view.length]
+    pieces.append(text)
+    return InstanceState(
+        core, StreamView(pieces, view.length + 1, view.chars + len(text), view.chunks + chunks), at
+    )
 
 
 _CORE_FIELDS = tuple(f.name for f in fields(InstanceCore))
