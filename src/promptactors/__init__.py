@@ -16,15 +16,20 @@ from .actors import DEFAULT_ASK_TIMEOUT as DEFAULT_ASK_TIMEOUT
 from .actors import DEFAULT_MAILBOX_SIZE as DEFAULT_MAILBOX_SIZE
 from .actors import Actor as Actor
 from .actors import ActorRef as ActorRef
+from .actors import DeferredReply as DeferredReply
+from .actors import PendingReply as PendingReply
 from .actors import handler as handler
 from .actors import set_gc_freeze_interval as set_gc_freeze_interval
 from .actors import spawn as spawn
 from .actors._brokers import Broker as Broker
 from .actors._brokers import BrokerContext as BrokerContext
 from .actors._brokers import BrokerRegistry as BrokerRegistry
+from .actors._brokers import BrokerResolution as BrokerResolution
 from .actors._brokers import StoreBroker as StoreBroker
+from .actors._recovery import RecoveryReport as RecoveryReport
 from .actors._turns import TurnChunk as TurnChunk
 from .actors._turns import TurnResult as TurnResult
+from .actors._turns import TurnTicket as TurnTicket
 from .messages import ExecutionConfig as ExecutionConfig
 from .messages import ExecutionInstance as ExecutionInstance
 from .messages import ExecutionStatus as ExecutionStatus
@@ -39,6 +44,11 @@ from .runtime import TurnStream as TurnStream
 from .runtime import open_runtime as open_runtime
 
 __all__ = [
+    "TurnTicket",
+    "RecoveryReport",
+    "BrokerResolution",
+    "PendingReply",
+    "DeferredReply",
     "DEFAULT_ASK_TIMEOUT",
     "DEFAULT_MAILBOX_SIZE",
     "ActionStart",

@@ -41,6 +41,10 @@ def load_prompt_file(path: str | Path) -> PromptDefinition:
         ) from exc
     if not isinstance(data, dict):
         raise InvalidInput(f"prompt file {str(file)!r} must hold a mapping with 'messages'")
+    if not data.get("messages"):
+        raise InvalidInput(
+            f"prompt file {str(file)!r} has no messages: give a list of role/content items"
+        )
     data.setdefault("id", file.stem)
     data.pop("execution_config", None)
     try:

@@ -558,6 +558,37 @@ async def open_runtime(
     the database cannot be used, and ``RuntimeFailed`` if the supervision tree gives up.
     """
     settings = settings or RuntimeSettings()
+    try:
+        async with _open(settings, provider, store, brokers, clock, utcnow) as runtime:
+            yield runtime
+    except BaseExceptionGroup as group:
+        # Task groups inside (the supervision tree, the provider's ticker) wrap what the
+        # block raised; a caller should see that error itself.
+        inner = _single(group)
+        if inner is None:
+            raise
+        raise inner from inner.__cause__
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside nested single-member groups, or None if there are more."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
+
+
+@asynccontextmanager
+async def _open(
+    settings: RuntimeSettings,
+    provider: Provider | None,
+    store: Store | None,
+    brokers: BrokerRegistry | None,
+    clock: Callable[[], float] | None,
+    utcnow: Callable[[], datetime] | None,
+) -> AsyncIterator[Runtime]:
     async with AsyncExitStack() as stack:
         if store is None:
             store = await stack.enter_async_context(
@@ -677,7 +708,7 @@ def _router(
 
 
 def _prices(settings: RuntimeSettings) -> PriceTable:
-    table = PriceTable()
+    table = PriceTable.default()
     if settings.prices:
         try:
             table = table.merged(PriceTable.from_mapping(settings.prices))

@@ -45,11 +45,6 @@ ADA = ("--var", "customer_name=Ada")
 RUN_ID = re.compile(r"run\s+([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 SUBPROCESS_TIMEOUT = 60
 
-GROUP_BUG = (
-    "an error raised inside `async with open_runtime` reaches main() wrapped in an "
-    "ExceptionGroup, so it is reported as an internal error with exit 2"
-)
-
 
 @dataclass(frozen=True)
 class Result:
@@ -215,7 +210,6 @@ def test_builtin_prompt_round_trips_through_add_prompt_and_run(cli: Cli, greet: 
     assert (run.prompt_id, run.prompt_source) == ("greet", "prompt_builtins")
 
 
-@pytest.mark.xfail(strict=True, reason=GROUP_BUG)
 def test_builtin_prompt_is_not_found_among_ordinary_prompts(cli: Cli, greet: str) -> None:
     """A prompt stored only as a builtin is not found by ``run`` without ``--builtin``."""
     assert cli("db", "add-prompt", greet, "--builtin", *cli.db).code == 0
@@ -251,11 +245,6 @@ def test_run_streams_the_answer_to_stdout_and_a_summary_to_stderr(cli: Cli, gree
     assert (run.messages[-1]["role"], run.messages[-1]["content"]) == ("assistant", answer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rich wraps the summary at the console width (80 when not a terminal), "
-    "so the run id lands on a line of its own",
-)
 def test_run_summary_is_one_line_when_not_a_terminal(cli: Cli, greet: str) -> None:
     """The summary keeps the token count and the run id on one line, for grep and logs."""
     result = cli("run", greet, *ADA, *cli.fast())
@@ -370,11 +359,6 @@ def test_prompt_file_that_is_not_a_mapping_is_refused(cli: Cli) -> None:
     assert_explained(result, "prompt file 'list.yaml' must hold a mapping with 'messages'")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_prompt_file accepts a file without messages (or with messages: []) and "
-    "run then sends an empty conversation to the provider",
-)
 @pytest.mark.parametrize(
     "text", ["id: nothing\nname: No messages\n", "messages: []\n"], ids=["absent", "empty"]
 )
@@ -406,7 +390,6 @@ def test_var_without_a_name_and_value_is_refused(cli: Cli, greet: str, pair: str
     assert_explained(result, f"--var {pair!r}: write it as name=value")
 
 
-@pytest.mark.xfail(strict=True, reason=GROUP_BUG)
 def test_missing_variable_is_named_in_the_error(cli: Cli, greet: str) -> None:
     """Running a prompt without a value for one of its variables names that variable."""
     result = cli("run", greet, *cli.fast())
@@ -414,7 +397,6 @@ def test_missing_variable_is_named_in_the_error(cli: Cli, greet: str) -> None:
     assert_explained(result, "missing variables: customer_name")
 
 
-@pytest.mark.xfail(strict=True, reason=GROUP_BUG)
 def test_unknown_stored_prompt_id_is_reported(cli: Cli) -> None:
     """``run ID`` for an id the database does not hold names the id."""
     result = cli("run", "no-such-prompt", *cli.fast())
@@ -471,11 +453,6 @@ def test_usage_errors_exit_2_with_the_usage_and_no_traceback(cli: Cli, argv: lis
     assert "Traceback" not in result.out + result.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="main() does not pass prog_name to the typer app, so click names the program "
-    "after sys.argv[0] (here pytest)",
-)
 def test_usage_names_the_program_promptactors_when_main_is_called_in_process(cli: Cli) -> None:
     """The usage line says ``promptactors`` whatever program called ``main(argv)``."""
     result = cli("bench", "nosuch")
@@ -562,7 +539,6 @@ def test_load_table_counts_missing_variables_by_kind_and_exits_1(cli: Cli, greet
     assert "{'MissingVariables': 3}" in result.text
 
 
-@pytest.mark.xfail(strict=True, reason="load --json returns before the errors check: exit 0")
 def test_load_json_with_errors_reports_them_by_kind_and_exits_1(cli: Cli, greet: str) -> None:
     """``load --json`` reports failed turns by kind and, like the table, exits 1."""
     result = cli("load", "-n", "3", "--prompt", greet, "--json", *cli.fast(tokens=3))
@@ -584,7 +560,6 @@ def test_load_runs_a_stored_prompt_by_id_with_variables(cli: Cli, greet: str) ->
     assert len(cli.read(lambda store: store.list_runs(prompt_id="greet"))) == 5
 
 
-@pytest.mark.xfail(strict=True, reason=GROUP_BUG)
 @pytest.mark.parametrize(
     ("option", "message"),
     [("-n", "instances must be at least 1, got 0"), ("--rate", "rate must be positive, got 0")],

@@ -210,6 +210,10 @@ async def test_a_turn_failing_every_attempt_marks_the_user_message_failed(
         messages = await inst.conversation_messages()
         assert [(m.role, m.failed) for m in messages] == [("user", True)]
         assert (await inst.snapshot()).status is ExecutionStatus.ERROR
+        await inst.stop()
+        await rt.tracker.flush()
+        runs = await rt.store.list_runs(limit=1)
+        assert (runs[0].status, runs[0].error) == ("failed", "always")
 
 
 @pytest.mark.anyio
@@ -348,7 +352,11 @@ async def test_an_instance_can_continue_an_existing_run(start: StartRuntime) -> 
         assert again.run_id == answer.run_id
         run = await rt.store.get_run(answer.run_id or "")
         assert [m["content"] for m in run.messages][2] == "two"
+        assert run.status == "running"
         assert (await rt.instance_by_run(answer.run_id or "")) is not None
+        await second.stop()
+        await rt.tracker.flush()
+        assert (await rt.store.get_run(answer.run_id or "")).status == "completed"
 
 
 @pytest.mark.anyio
@@ -474,3 +482,31 @@ async def test_a_custom_broker_is_used_for_its_ids(start: StartRuntime, database
         )
         started = await rt.start_action("w", context={"user_id": "ana"})
         assert (await started.instance.merged_variables())["place"] == "sunny for ana"
+
+
+@pytest.mark.anyio
+async def test_each_turn_is_priced_from_the_table_users_can_extend(start: StartRuntime) -> None:
+    """Cost = tokens x the model's price: built-in prices, and prices from the settings."""
+    from promptactors.providers import PriceTable
+
+    async with start(prices={"house-model": {"input": 1.0, "output": 2.0}}) as rt:
+        inst = await rt.start_instance(
+            prompt=PROMPT, variables={"place": "Oslo"}, settings={"model": "gpt-4o-mini"}
+        )
+        result = await inst.execute()
+        from promptactors.providers import Usage
+
+        expected = PriceTable.default().cost(
+            "gpt-4o-mini", Usage(result.input_tokens, result.output_tokens)
+        )
+        assert expected is not None
+        assert expected > 0
+        assert result.cost == pytest.approx(expected)
+        task = (await rt.store.list_tasks(result.run_id or ""))[0]
+        assert task.cost == pytest.approx(expected)
+        house = await rt.start_instance(
+            prompt=PROMPT, variables={"place": "Oslo"}, settings={"model": "house-model"}
+        )
+        priced = await house.execute()
+        cost = (priced.input_tokens * 1.0 + priced.output_tokens * 2.0) / 1_000_000
+        assert priced.cost == pytest.approx(cost)

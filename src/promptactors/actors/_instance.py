@@ -78,7 +78,7 @@ from ..state import (
     resolved_messages,
     snapshot,
 )
-from ..store import CreateRun, CreateTask, FailTask, FinishTurn, InterruptTask
+from ..store import CreateRun, CreateTask, FailTask, FinishTurn, InterruptTask, UpdateRun
 from ._actor import Actor, handler
 from ._turns import Subscription, TurnResult, TurnTicket
 
@@ -264,6 +264,8 @@ class InstanceActor(Actor[InstanceCommand]):
             )
             if spec.run_id is not None:
                 self._restore_history(spec)
+                if spec.execution_config.track_in_runs:
+                    await self._persist(UpdateRun(run_id=spec.run_id, status="running"))
             self._apply(StatusChanged.model_construct(at=self._now(), status=ExecutionStatus.READY))
         else:
             home.crashes += 1
@@ -293,6 +295,19 @@ class InstanceActor(Actor[InstanceCommand]):
         if ticket is not None and not ticket.done:
             await self._give_up(
                 ticket, AttemptsExhausted(f"instance {state.instance_id!r} was stopped")
+            )
+        # The conversation is over: its run says how it ended (continuing it later by run
+        # id marks it running again). Recovery only handles runs whose process died.
+        state = self.state
+        run_id = state.core.run.run_id
+        if run_id is not None and state.core.config.track_in_runs:
+            failed = state.core.status is ExecutionStatus.ERROR
+            await self._persist(
+                UpdateRun(
+                    run_id=run_id,
+                    status="failed" if failed else "completed",
+                    error=state.core.error if failed else None,
+                )
             )
         registry = self.engine.registry
         if registry is not None:
@@ -359,6 +374,11 @@ class InstanceActor(Actor[InstanceCommand]):
         current = state.core.current_input
         parts = [p for p in (current, user_input) if p]
         user_message = "\n".join(parts) if parts else None
+        if user_message is None and not state.core.prompt.messages and not state.core.messages:
+            raise InvalidInput(
+                f"instance {state.instance_id!r} has nothing to send: its prompt has no "
+                "messages and there is no user input"
+            )
         task_id = str(uuid.uuid4())
         self._apply(
             ExecutionStarted.model_construct(

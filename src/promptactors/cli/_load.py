@@ -122,6 +122,8 @@ def load(
                 writer.writerow([key, json.dumps(value) if isinstance(value, dict) else value])
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
+        if figures["errors"]:
+            raise typer.Exit(1)
         return
     table = Table(title=f"promptactors load: {instances} instances")
     table.add_column("figure")

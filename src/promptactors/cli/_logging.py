@@ -27,5 +27,6 @@ def configure_logging(level: str = "warning", *, json: bool = False) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # Not cached: the CLI may run in-process (tests, embedding), where stderr changes.
+        cache_logger_on_first_use=False,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Annotated
 
 import typer
@@ -59,11 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     Set ``PROMPTACTORS_DEBUG=1`` to see the traceback of an unexpected error.
     """
     try:
-        app(args=argv, standalone_mode=True)
+        app(args=argv, prog_name="promptactors", standalone_mode=True)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except PromptActorsError as exc:
-        _err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    except BaseExceptionGroup as group:
+        ours, rest = group.split(PromptActorsError)
+        if ours is None or rest is not None:
+            if os.environ.get("PROMPTACTORS_DEBUG") == "1":
+                raise
+            _err.print(f"[bold red]internal error:[/] {group!r}", highlight=False)
+            return 2
+        for error in _leaves(ours):
+            _err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         _err.print("interrupted")
@@ -80,5 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves.extend(_leaves(exc))
+        else:
+            leaves.append(exc)
+    return leaves

@@ -92,6 +92,7 @@ def run(
                 f"[dim]{result.output_tokens} tokens · first token {ttft} · total {total} · "
                 f"{cost} · run {result.run_id or 'not tracked'}[/]",
                 highlight=False,
+                soft_wrap=True,
             )
 
     run_async(main)

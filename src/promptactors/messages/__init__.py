@@ -17,6 +17,14 @@ from ._base import Role as Role
 from ._base import Timestamp as Timestamp
 from ._base import VariableName as VariableName
 from ._base import describe_validation_error as describe_validation_error
+from ._caches import CacheStats as CacheStats
+from ._caches import GetAction as GetAction
+from ._caches import GetCacheStats as GetCacheStats
+from ._caches import GetPrompt as GetPrompt
+from ._caches import GetScopedVariables as GetScopedVariables
+from ._caches import InvalidateActions as InvalidateActions
+from ._caches import InvalidatePrompts as InvalidatePrompts
+from ._caches import InvalidateScopedVariables as InvalidateScopedVariables
 from ._commands import ClearConversation as ClearConversation
 from ._commands import ClearVariable as ClearVariable
 from ._commands import CurrentTurn as CurrentTurn
@@ -84,6 +92,25 @@ from ._instance import VariableExplanation as VariableExplanation
 from ._instance import Variables as Variables
 from ._instance import VariableSource as VariableSource
 from ._instance import VariableValue as VariableValue
+from ._registry import AllInstances as AllInstances
+from ._registry import AnnounceInstance as AnnounceInstance
+from ._registry import AnnounceRun as AnnounceRun
+from ._registry import CountInstances as CountInstances
+from ._registry import GetInstance as GetInstance
+from ._registry import InstanceByRun as InstanceByRun
+from ._registry import InstancesByPrompt as InstancesByPrompt
+from ._registry import LinkRun as LinkRun
+from ._registry import PruneInstances as PruneInstances
+from ._registry import RegisterInstance as RegisterInstance
+from ._registry import RegistryCommand as RegistryCommand
+from ._registry import UnregisterInstance as UnregisterInstance
+from ._tracker import CommitWaiter as CommitWaiter
+from ._tracker import FlushOps as FlushOps
+from ._tracker import GetTrackerStats as GetTrackerStats
+from ._tracker import PersistOps as PersistOps
+from ._tracker import SubmitOps as SubmitOps
+from ._tracker import TrackerCommand as TrackerCommand
+from ._tracker import TrackerStats as TrackerStats
 
 __all__ = [
     "EVENT_TYPES",
@@ -92,13 +119,19 @@ __all__ = [
     "MAX_NAME_CHARS",
     "VARIABLE_NAME_PATTERN",
     "ActionValuesSet",
+    "AllInstances",
+    "AnnounceInstance",
+    "AnnounceRun",
     "BrokerValuesSet",
+    "CacheStats",
     "ClearConversation",
     "ClearVariable",
+    "CommitWaiter",
     "ComputedValuesSet",
     "Conversation",
     "ConversationCleared",
     "ConversationMessage",
+    "CountInstances",
     "CurrentTurn",
     "Event",
     "EventBase",
@@ -114,22 +147,39 @@ __all__ = [
     "ExpandedVariableSet",
     "ExportJournal",
     "FieldChange",
+    "FlushOps",
     "Frozen",
+    "GetAction",
+    "GetCacheStats",
+    "GetInstance",
+    "GetPrompt",
+    "GetScopedVariables",
     "GetSnapshot",
+    "GetTrackerStats",
     "Id",
     "InputSet",
     "InputText",
+    "InstanceByRun",
     "InstanceCommand",
     "InstanceCreated",
     "InstanceReset",
     "InstanceRestored",
     "InstanceStats",
+    "InstancesByPrompt",
+    "InvalidateActions",
+    "InvalidatePrompts",
+    "InvalidateScopedVariables",
+    "LinkRun",
     "LiveStats",
     "MessageAdded",
+    "PersistOps",
     "PromptDefinition",
     "PromptMessage",
     "PromptSource",
+    "PruneInstances",
     "Readiness",
+    "RegisterInstance",
+    "RegistryCommand",
     "ResourcesSet",
     "Role",
     "RunLinked",
@@ -146,10 +196,14 @@ __all__ = [
     "StatusChanged",
     "StreamDelta",
     "StreamingStarted",
+    "SubmitOps",
     "Subscribe",
     "Timestamp",
     "ToggleShowVariables",
+    "TrackerCommand",
+    "TrackerStats",
     "UIState",
+    "UnregisterInstance",
     "UpdateVariables",
     "UsageTotals",
     "UserTurnFailed",
