@@ -77,12 +77,23 @@ class ActorRef(Generic[M]):
         """How many messages wait in the mailbox."""
         return len(self._cell.mailbox)
 
+    def _open_cell(self, message: object) -> Cell[M]:
+        """The cell, if it accepts ``message``; raises ``ActorDead`` / ``InvalidInput``."""
+        cell = self._cell
+        if cell.closed:
+            raise ActorDead(f"actor {cell.name!r} is stopped")
+        table = cell.table
+        if table is not None and type(message) not in table:
+            cell.check_message(message)
+        return cell
+
     async def tell(self, message: M) -> None:
         """Send ``message`` without waiting for it to be handled.
 
         Waits only while the mailbox is full. Raises ``ActorDead`` if the actor is
         stopped, ``InvalidInput`` if it has no handler for the message's type.
         """
+        # _open_cell inlined: tell is the hot path (one call less per message).
         cell = self._cell
         if cell.closed:
             raise ActorDead(f"actor {cell.name!r} is stopped")
@@ -108,12 +119,7 @@ class ActorRef(Generic[M]):
         Raises ``MailboxFull`` (nothing was sent) when it has none, ``ActorDead`` if the
         actor is stopped, ``InvalidInput`` for a message type it does not handle.
         """
-        cell = self._cell
-        if cell.closed:
-            raise ActorDead(f"actor {cell.name!r} is stopped")
-        table = cell.table
-        if table is not None and type(message) not in table:
-            cell.check_message(message)
+        cell = self._open_cell(message)
         if not cell.mailbox.put_nowait((message, None)):
             raise MailboxFull(
                 f"mailbox of actor {cell.name!r} is full ({cell.mailbox.capacity} messages)"
@@ -128,12 +134,7 @@ class ActorRef(Generic[M]):
         before answering, ``InvalidInput`` for a message type it does not handle.
         ``timeout=None`` waits without limit.
         """
-        cell = self._cell
-        if cell.closed:
-            raise ActorDead(f"actor {cell.name!r} is stopped")
-        table = cell.table
-        if table is not None and type(message) not in table:
-            cell.check_message(message)
+        cell = self._open_cell(message)
         reply = cell.backend.reply()
         envelope = (message, reply)
         if not cell.mailbox.put_nowait(envelope):
@@ -155,12 +156,7 @@ class ActorRef(Generic[M]):
         has no room right now (nothing was sent), ``ActorDead`` if the actor is stopped,
         ``InvalidInput`` for a message type it does not handle.
         """
-        cell = self._cell
-        if cell.closed:
-            raise ActorDead(f"actor {cell.name!r} is stopped")
-        table = cell.table
-        if table is not None and type(message) not in table:
-            cell.check_message(message)
+        cell = self._open_cell(message)
         reply = cell.backend.reply()
         if not cell.mailbox.put_nowait((message, reply)):
             raise MailboxFull(
