@@ -57,3 +57,25 @@ def test_an_interval_below_one_is_invalid() -> None:
     """The interval is a positive count or None."""
     with pytest.raises(InvalidInput, match="interval"):
         set_gc_freeze_interval(0)
+
+
+@pytest.mark.usefixtures("restore_interval")
+def test_young_collections_freeze_their_survivors_and_a_rare_unfreeze_releases_them() -> None:
+    """After a generation-1 collection the survivors are frozen; every so often they are
+    all unfrozen, so cyclic garbage frozen by mistake is reclaimed at last."""
+    import promptactors.actors._gc as policy
+
+    gc.unfreeze()
+    set_gc_freeze_interval(1000)
+    policy.note_actor_started()  # installs the collector callback
+    keep = [[i] for i in range(2000)]
+    gc.collect(1)
+    assert gc.get_freeze_count() > 0
+    saved = policy.FREEZES_PER_UNFREEZE
+    policy.FREEZES_PER_UNFREEZE = 1
+    try:
+        gc.collect(1)
+        assert gc.get_freeze_count() == 0
+    finally:
+        policy.FREEZES_PER_UNFREEZE = saved
+    del keep

@@ -25,7 +25,7 @@ import sniffio
 from .._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from anyio.abc import TaskStatus
 
@@ -100,6 +100,7 @@ class Ticker:
         self._kick: anyio.Event | None = None
         self._clock: Callable[[], float] | None = None
         self._on_trio = False
+        self._checkpoint: Callable[[], Awaitable[None]] = anyio.lowlevel.checkpoint
         self._trio_lowlevel: Any = None  # trio.lowlevel, once running on trio
         self._create_future: Callable[[], asyncio.Future[float]] = _not_running
         self._wakeups = 0
@@ -159,7 +160,9 @@ class Ticker:
             raise RuntimeError("the ticker is not running: start it with Ticker.open() or run()")
         tick = math.ceil(deadline * self._per_second - _TICK_SLACK)
         if tick <= self._fired:
-            await anyio.lowlevel.checkpoint()
+            # The backend's own checkpoint: anyio's looks the async library up each call,
+            # and a late reader (a loaded engine) comes here once per token.
+            await self._checkpoint()
             return clock()
         slots = self._slots
         slot = slots.get(tick)
@@ -168,7 +171,7 @@ class Ticker:
             # fired yet may still be past, and then waits for nothing.
             now = clock()
             if deadline <= now:
-                await anyio.lowlevel.checkpoint()
+                await self._checkpoint()
                 return now
             slot = slots[tick] = _Slot()
             heapq.heappush(self._due, tick)
@@ -214,6 +217,7 @@ class Ticker:
             reschedule = trio.lowlevel.reschedule
             self._on_trio = True
             self._trio_lowlevel = trio.lowlevel
+            self._checkpoint = trio.lowlevel.checkpoint
 
             def wake(slot: _Slot, time: float) -> None:
                 for task in slot.waiters:
@@ -228,6 +232,7 @@ class Ticker:
             clock = loop.time
             self._on_trio = False
             self._create_future = loop.create_future
+            self._checkpoint = _asyncio_checkpoint
 
             def wake(slot: _Slot, time: float) -> None:
                 for future in slot.waiters:
@@ -273,3 +278,7 @@ class Ticker:
                 fail(slot)
             slots.clear()
             due.clear()
+
+
+async def _asyncio_checkpoint() -> None:
+    await asyncio.sleep(0)
