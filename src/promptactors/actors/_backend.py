@@ -149,11 +149,6 @@ class Mailbox(Generic[T]):
         self._items.append(entry[1])
         self._wake(entry[0])
 
-    async def wait(self) -> None:
-        """Park the consumer until an item arrives or ``interrupt`` is called."""
-        if not self._items:
-            await self.park_consumer()
-
     def interrupt(self) -> None:
         """Wake a parked consumer even though nothing arrived (a stop request)."""
         consumer = self._consumer
@@ -539,6 +534,3 @@ def get_backend() -> Backend:
     if library == "asyncio":
         return _ASYNCIO
     raise RuntimeError(f"unsupported async library {library!r}: use trio or asyncio")
-
-
-UNBOUNDED = math.inf

@@ -29,6 +29,7 @@ from .._exceptions import (
     IllegalTransition,
     InvalidInput,
     ProviderError,
+    StreamTruncated,
 )
 from ..messages import (
     ClearConversation,
@@ -46,7 +47,9 @@ from ..messages import (
     ExportJournal,
     GetSnapshot,
     InputSet,
+    InstanceCommand,
     InstanceCreated,
+    MessageAdded,
     PromptDefinition,
     RunLinked,
     RunSaved,
@@ -67,7 +70,6 @@ from ..messages import (
     VariableCleared,
     VariablesUpdated,
 )
-from ..messages import InstanceCommand as InstanceCommand
 from ..providers import ChatMessage, ProviderRequest, StreamEnd, TextDelta
 from ..state import (
     InstanceState,
@@ -315,8 +317,6 @@ class InstanceActor(Actor[InstanceCommand]):
 
     def _restore_history(self, spec: InstanceSpec) -> None:
         """Continue an existing run: its saved messages become the conversation."""
-        from ..messages import MessageAdded
-
         for message in spec.history:
             self._apply(MessageAdded(at=self._now(), message=message))
         assert spec.run_id is not None
@@ -544,8 +544,6 @@ class InstanceActor(Actor[InstanceCommand]):
                 elif isinstance(event, StreamEnd):
                     end = event
         if end is None:
-            from .._exceptions import StreamTruncated
-
             raise StreamTruncated(
                 f"provider {provider.name!r} ended the stream without its end",
                 provider=provider.name,

@@ -24,7 +24,6 @@ import anyio
 import structlog
 
 from .._exceptions import (
-    ActorDead,
     AskTimeout,
     InvalidInput,
     NotFound,
@@ -407,33 +406,6 @@ class _ReplyWaiter:
             self._notes[:] = [error]
 
 
-class _Ticket:
-    """A one-shot :class:`CommitWaiter` the client awaits."""
-
-    __slots__ = ("_event", "error", "last_error")
-
-    def __init__(self) -> None:
-        self._event = anyio.Event()
-        self.error: BaseException | None = None
-        self.last_error: BaseException | None = None
-
-    def committed(self) -> None:
-        self._event.set()
-
-    def failed(self, error: BaseException) -> None:
-        self.error = error
-        self._event.set()
-
-    def note(self, error: BaseException) -> None:
-        self.last_error = error
-
-    async def wait(self) -> None:
-        await self._event.wait()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-
 class RunTrackerClient:
     """What actors use to write runs and tasks through a :class:`RunTracker`."""
 
@@ -512,37 +484,3 @@ class RunTrackerClient:
         """
         stats: TrackerStats = await self._ref.ask(GetTrackerStats(), timeout=timeout)
         return stats
-
-    async def _watch_stop(self, scope: anyio.CancelScope) -> None:
-        await self._ref.wait_stopped()
-        scope.cancel()
-
-    async def _wait(
-        self, message: TrackerCommand, ticket: _Ticket, timeout: float | None, what: str
-    ) -> None:
-        accepted = stopped = False
-        with anyio.move_on_after(math.inf if timeout is None else timeout):
-            await self._ref.tell(message)
-            accepted = True
-            async with anyio.create_task_group() as tg:
-                # A tracker killed with this message still queued never settles the
-                # ticket: watch for its end so the caller is answered, not left hanging.
-                tg.start_soon(self._watch_stop, tg.cancel_scope)
-                await ticket.wait()
-                tg.cancel_scope.cancel()
-            stopped = not ticket.is_set()
-        if ticket.error is not None:
-            raise ticket.error
-        if ticket.is_set():
-            return
-        if stopped:
-            raise ActorDead(f"the run tracker stopped before committing ({what})")
-        if not accepted:
-            raise StoreUnavailable(
-                f"{what} not accepted within {timeout:g}s: the run tracker's mailbox stayed"
-                " full (the store is slow or unavailable); nothing was queued"
-            ) from ticket.last_error
-        raise StoreUnavailable(
-            f"{what} not committed within {timeout:g}s; still queued and retried"
-            f" in the background (last error: {ticket.last_error})"
-        ) from ticket.last_error

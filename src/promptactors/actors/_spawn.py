@@ -78,7 +78,6 @@ async def spawn(
 async def _run_standalone(cell: Cell[M], actor: Actor[M], *, task_status: Starter) -> None:
     try:
         exit = await run_incarnation(cell, actor, task_status)
-        cell.terminate()
         if exit.kind == "crash":
             assert exit.error is not None
             if not exit.started:

@@ -7,15 +7,12 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..messages import ExecutionStatus
 from ._backend import Reply, get_backend
 
 if TYPE_CHECKING:
     from ._instance import InstanceHome
 
 __all__ = ["Subscription", "TurnChunk", "TurnResult", "TurnTicket"]
-
-_TURN = frozenset({ExecutionStatus.EXECUTING, ExecutionStatus.STREAMING})
 
 
 @dataclass(frozen=True, slots=True)
