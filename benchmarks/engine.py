@@ -28,7 +28,7 @@ import anyio
 
 from promptactors import RuntimeSettings, open_runtime, run_load
 from promptactors._load import DEMO_PROMPT
-from promptactors.store import PromptMessage, PromptRecord, VariableDefault, open_store
+from promptactors.store import PromptMessageRow, PromptRecord, VariableDefaultRow, open_store
 
 TOKENS = 50
 DELAY = 0.02
@@ -46,9 +46,9 @@ async def _seed(url: str) -> None:
             PromptRecord(
                 id=DEMO_PROMPT.id,
                 name=DEMO_PROMPT.name,
-                messages=tuple(PromptMessage(m.role, m.content) for m in DEMO_PROMPT.messages),
+                messages=tuple(PromptMessageRow(m.role, m.content) for m in DEMO_PROMPT.messages),
                 variable_defaults=tuple(
-                    VariableDefault(v.name, v.default) for v in DEMO_PROMPT.variables
+                    VariableDefaultRow(v.name, v.default) for v in DEMO_PROMPT.variables
                 ),
                 settings=dict(DEMO_PROMPT.settings),
             ),

@@ -18,6 +18,7 @@ asyncpg, httpx) never escape an adapter: they are translated into these with
     ├── ActorError                               the actor kernel
     │   ├── ActorDead                            the actor is stopped (or was never started)
     │   ├── AskTimeout (also TimeoutError)       no reply within the ask's timeout
+    │   │   └── SendTimeout                      ... because the mailbox stayed full: not sent
     │   └── MailboxFull                          try_tell on a full mailbox
     ├── SupervisionError                         the supervision tree
     │   ├── RestartIntensityExceeded             too many restarts in the period: escalation
@@ -84,6 +85,7 @@ __all__ = [
     "RunNotFound",
     "RuntimeFailed",
     "SchemaError",
+    "SendTimeout",
     "StoreConflict",
     "StoreError",
     "StoreUnavailable",
@@ -167,6 +169,14 @@ class AskTimeout(ActorError, TimeoutError):
     """Raised by ``ask`` when no reply arrives within its timeout.
 
     The message may still be processed later; its reply is then discarded.
+    """
+
+
+class SendTimeout(AskTimeout):
+    """Raised by ``ask`` when the actor's mailbox stayed full for the whole timeout.
+
+    Unlike its parent, it says the message was never accepted: the actor will not
+    process it, so the caller may retry or report it without fear of a duplicate.
     """
 
 

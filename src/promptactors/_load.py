@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._exceptions import InvalidInput
-from .actors._backend import get_backend
+from .kernel import start_soon
 from .messages import PromptDefinition, PromptMessage, VariableDefault
 
 if TYPE_CHECKING:
@@ -135,12 +135,11 @@ async def run_load(
 
     wall_start = time.perf_counter()
     cpu_start = time.process_time()
-    start_soon = get_backend().start_soon  # no per-task handle: thousands of drivers
     async with anyio.create_task_group() as tg:
         interval = 1.0 / rate if rate else 0.0
         next_at = anyio.current_time()
         for _ in range(instances):
-            start_soon(tg, one)
+            start_soon(tg, one)  # no per-task handle: thousands of drivers
             if interval:
                 next_at += interval
                 await anyio.sleep(max(0.0, next_at - anyio.current_time()))

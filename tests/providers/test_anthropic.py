@@ -19,7 +19,7 @@ from promptactors.providers._protocol import (
     StreamEvent,
     TextDelta,
 )
-from promptactors.providers._retry import RetryPolicy
+from promptactors.providers._retry import ProviderRetry
 from promptactors.testing._llm_server import LLMServer, Reply, serve_llm
 
 API_KEY = "sk-ant-test-5ecret"
@@ -33,7 +33,7 @@ REQUEST = ProviderRequest(
     ),
     settings={"temperature": 0.5, "stop": "END"},
 )
-FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, rng=random.Random(0))
+FAST_RETRY = ProviderRetry(max_attempts=3, base_delay=0.01, max_delay=0.05, rng=random.Random(0))
 
 
 @pytest.fixture

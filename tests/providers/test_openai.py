@@ -23,7 +23,7 @@ from promptactors.providers._protocol import (
     StreamEvent,
     TextDelta,
 )
-from promptactors.providers._retry import RetryPolicy
+from promptactors.providers._retry import ProviderRetry
 from promptactors.providers._transport import H11Transport
 from promptactors.testing._llm_server import LLMServer, Reply, serve_llm
 
@@ -33,7 +33,7 @@ REQUEST = ProviderRequest(
     messages=(ChatMessage("system", "Be brief."), ChatMessage("user", "Say hello.")),
     settings={"temperature": 0.2, "provider": "local", "max_tokens": 64},
 )
-FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, rng=random.Random(0))
+FAST_RETRY = ProviderRetry(max_attempts=3, base_delay=0.01, max_delay=0.05, rng=random.Random(0))
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ async def server() -> AsyncIterator[LLMServer]:
 
 
 def make_provider(
-    server: LLMServer, *, retry: RetryPolicy = FAST_RETRY, **config: object
+    server: LLMServer, *, retry: ProviderRetry = FAST_RETRY, **config: object
 ) -> OpenAICompatibleProvider:
     endpoint = EndpointConfig.model_validate(
         {"base_url": server.base_url, "api_key": API_KEY, "read_timeout": 2.0, **config}
@@ -419,7 +419,7 @@ async def test_the_api_key_never_reaches_logs_or_errors(
 async def test_retry_backoff_sleeps_come_from_the_policy(server: LLMServer) -> None:
     """Without retry-after, the wait before a retry is the policy's backoff."""
     server.script(Reply.error(500))
-    policy = RetryPolicy(max_attempts=2, base_delay=0.2, jitter=0.0)
+    policy = ProviderRetry(max_attempts=2, base_delay=0.2, jitter=0.0)
     provider = make_provider(server, retry=policy)
     try:
         start = anyio.current_time()

@@ -15,19 +15,19 @@ from promptactors._exceptions import (
     ProviderRateLimited,
     ProviderServerError,
 )
-from promptactors.providers._retry import RetryPolicy
+from promptactors.providers._retry import ProviderRetry
 
 
 def test_backoff_grows_exponentially_up_to_the_cap() -> None:
     """Without jitter the delays double from the base and stop at ``max_delay``."""
-    policy = RetryPolicy(max_attempts=10, base_delay=0.5, max_delay=3.0, jitter=0.0)
+    policy = ProviderRetry(max_attempts=10, base_delay=0.5, max_delay=3.0, jitter=0.0)
     assert [policy.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
 
 
 def test_jitter_comes_from_the_injected_random_source() -> None:
     """Two policies with equally seeded generators wait exactly the same."""
-    first = RetryPolicy(jitter=0.5, rng=random.Random(7))
-    second = RetryPolicy(jitter=0.5, rng=random.Random(7))
+    first = ProviderRetry(jitter=0.5, rng=random.Random(7))
+    second = ProviderRetry(jitter=0.5, rng=random.Random(7))
     delays = [first.delay(n) for n in range(1, 4)]
     assert delays == [second.delay(n) for n in range(1, 4)]
     for n, delay in enumerate(delays, start=1):
@@ -37,14 +37,14 @@ def test_jitter_comes_from_the_injected_random_source() -> None:
 
 def test_retry_after_is_honoured_up_to_the_cap() -> None:
     """The server's delay replaces the backoff, but never exceeds ``max_retry_after``."""
-    policy = RetryPolicy(max_retry_after=5.0)
+    policy = ProviderRetry(max_retry_after=5.0)
     assert policy.delay(1, ProviderRateLimited("x", retry_after=1.5)) == 1.5
     assert policy.delay(1, ProviderRateLimited("x", retry_after=600.0)) == 5.0
 
 
 def test_only_retryable_errors_before_the_first_token_are_retried() -> None:
     """Retry needs a retryable error, attempts left, and no output yet."""
-    policy = RetryPolicy(max_attempts=3)
+    policy = ProviderRetry(max_attempts=3)
     server = ProviderServerError("x")
     assert policy.should_retry(server, attempt=1, output_started=False)
     assert policy.should_retry(server, attempt=2, output_started=False)
@@ -63,7 +63,7 @@ def test_only_retryable_errors_before_the_first_token_are_retried() -> None:
 def test_out_of_range_settings_are_rejected(kwargs: dict[str, float]) -> None:
     """Nonsense settings raise ConfigurationError at construction."""
     with pytest.raises(ConfigurationError):
-        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+        ProviderRetry(**kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.trio
@@ -71,9 +71,9 @@ async def test_a_backoff_schedule_sleeps_the_computed_delays(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Sleeping each computed delay under a virtual clock takes exactly their sum."""
-    policy = RetryPolicy(max_attempts=4, base_delay=1.0, max_delay=10.0, rng=random.Random(1))
+    policy = ProviderRetry(max_attempts=4, base_delay=1.0, max_delay=10.0, rng=random.Random(1))
     expected = [policy.delay(n) for n in (1, 2, 3)]
-    replay = RetryPolicy(max_attempts=4, base_delay=1.0, max_delay=10.0, rng=random.Random(1))
+    replay = ProviderRetry(max_attempts=4, base_delay=1.0, max_delay=10.0, rng=random.Random(1))
     start = trio.current_time()
     for attempt in (1, 2, 3):
         await anyio.sleep(replay.delay(attempt))

@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from promptactors import ConfigurationError, InjectedFault, ProviderBadRequest
+from promptactors._backend import Ticker
 from promptactors.providers._estimate import estimate_request_tokens
 from promptactors.providers._protocol import (
     ChatMessage,
@@ -19,7 +20,6 @@ from promptactors.providers._protocol import (
     TextDelta,
 )
 from promptactors.providers._simulated import FaultOutcome, FaultPlan, SimulatedProvider
-from promptactors.providers._ticker import Ticker
 
 
 def request(text: str = "Tell me a story.", **settings: Any) -> ProviderRequest:

@@ -32,7 +32,7 @@ from promptactors import (
 )
 from promptactors.providers import Provider, TextDelta, Usage
 from promptactors.state import import_journal, replay, snapshot
-from promptactors.store import ActionRecord, PromptMessage, PromptRecord, VariableDefault
+from promptactors.store import ActionRecord, PromptMessageRow, PromptRecord, VariableDefaultRow
 from promptactors.testing import ScriptedProvider
 
 PROMPT = PromptDefinition.model_validate(
@@ -85,8 +85,10 @@ async def _store_prompt(
         PromptRecord(
             id=prompt.id,
             name=prompt.name,
-            messages=tuple(PromptMessage(m.role, m.content) for m in prompt.messages),
-            variable_defaults=tuple(VariableDefault(v.name, v.default) for v in prompt.variables),
+            messages=tuple(PromptMessageRow(m.role, m.content) for m in prompt.messages),
+            variable_defaults=tuple(
+                VariableDefaultRow(v.name, v.default) for v in prompt.variables
+            ),
             settings=dict(prompt.settings),
         ),
         source,  # type: ignore[arg-type]

@@ -30,11 +30,11 @@ from promptactors.store import (
     FailTask,
     FinishTurn,
     InterruptTask,
-    PromptMessage,
+    PromptMessageRow,
     PromptRecord,
     Store,
     UpdateRun,
-    VariableDefault,
+    VariableDefaultRow,
     WriteOp,
     open_store,
 )
@@ -161,15 +161,20 @@ async def test_prompts_and_builtins_round_trip(store_url: str) -> None:
     prompt = PromptRecord(
         id="6f1c3a52-1d2e-4c7b-9a35-3e0f7f2d9b10",
         name="Summarise",
-        messages=(PromptMessage("system", "You summarise."), PromptMessage("user", "{{ text }}")),
+        messages=(
+            PromptMessageRow("system", "You summarise."),
+            PromptMessageRow("user", "{{ text }}"),
+        ),
         variable_defaults=(
-            VariableDefault("text", "", "what to summarise"),
-            VariableDefault("tone", "dry"),
+            VariableDefaultRow("text", "", "what to summarise"),
+            VariableDefaultRow("tone", "dry"),
         ),
         settings={"model": "sim-1", "temperature": 0.2, "stop": ["\n\n"]},
         description="a summariser",
     )
-    builtin = PromptRecord(id="builtin-1", name="Builtin", messages=(PromptMessage("user", "x"),))
+    builtin = PromptRecord(
+        id="builtin-1", name="Builtin", messages=(PromptMessageRow("user", "x"),)
+    )
     async with opened(store_url) as store:
         await store.put_prompt(prompt)
         await store.put_prompt(builtin, "prompt_builtins")

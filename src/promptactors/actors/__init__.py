@@ -1,21 +1,13 @@
-"""The actor kernel, and the engine's concrete actors.
+"""The engine's actors: the actors of the prompt-execution system, built on the kernel.
 
-Kernel: actors, references, mailboxes, standalone spawning.
-
-An actor owns its state and a bounded mailbox and handles one message at a time in its
-own task. Callers hold an :class:`ActorRef` and ``tell`` (fire and forget, with
-backpressure) or ``ask`` (wait for the reply). Supervision lives in
-:mod:`promptactors.supervisors`.
-
-Engine actors: :class:`InstanceActor` (one execution instance), :class:`Registry`, the
-single-flight caches (:class:`PromptCache`, :class:`ActionCache`,
-:class:`ScopedVariablesCache`), :class:`RunTracker` (group commit), each with a client
-facade, plus brokers and crash recovery (:func:`recover`).
+:class:`InstanceActor` (one execution instance, with its turns), :class:`InstanceRegistry`
+(live instances by id, prompt and run), the single-flight caches (:class:`PromptCache`,
+:class:`ActionCache`, :class:`ScopedVariablesCache`), :class:`RunTracker` (group commit),
+each with a client facade; plus brokers (variables resolved for an action's context) and
+crash recovery (:func:`recover`). The generic kernel they run on is
+:mod:`promptactors.kernel`.
 """
 
-from ._actor import DEFAULT_MAILBOX_SIZE as DEFAULT_MAILBOX_SIZE
-from ._actor import Actor as Actor
-from ._actor import handler as handler
 from ._brokers import BatchBroker as BatchBroker
 from ._brokers import Broker as Broker
 from ._brokers import BrokerContext as BrokerContext
@@ -30,54 +22,43 @@ from ._caches import PromptCacheClient as PromptCacheClient
 from ._caches import ScopedVariablesCache as ScopedVariablesCache
 from ._caches import ScopedVariablesCacheClient as ScopedVariablesCacheClient
 from ._caches import prompt_definition_from_record as prompt_definition_from_record
-from ._cell import DeferredReply as DeferredReply
-from ._cell import Exit as Exit
-from ._gc import set_gc_freeze_interval as set_gc_freeze_interval
 from ._instance import EngineContext as EngineContext
 from ._instance import InstanceActor as InstanceActor
 from ._instance import InstanceHome as InstanceHome
 from ._instance import InstanceSpec as InstanceSpec
+from ._instance import TurnRetry as TurnRetry
 from ._recovery import RecoveryReport as RecoveryReport
 from ._recovery import recover as recover
-from ._ref import DEFAULT_ASK_TIMEOUT as DEFAULT_ASK_TIMEOUT
-from ._ref import ActorRef as ActorRef
-from ._ref import PendingReply as PendingReply
-from ._registry import Registry as Registry
-from ._registry import RegistryClient as RegistryClient
-from ._registry import registry_actor as registry_actor
+from ._registry import InstanceRegistry as InstanceRegistry
+from ._registry import InstanceRegistryClient as InstanceRegistryClient
+from ._registry import instance_registry_actor as instance_registry_actor
+from ._run_tracker import CommitBackoff as CommitBackoff
 from ._run_tracker import RunTracker as RunTracker
 from ._run_tracker import RunTrackerClient as RunTrackerClient
 from ._run_tracker import run_tracker_actor as run_tracker_actor
-from ._spawn import spawn as spawn
 from ._turns import Subscription as Subscription
 from ._turns import TurnChunk as TurnChunk
 from ._turns import TurnResult as TurnResult
 from ._turns import TurnTicket as TurnTicket
 
 __all__ = [
-    "DEFAULT_ASK_TIMEOUT",
-    "DEFAULT_MAILBOX_SIZE",
     "ActionCache",
     "ActionCacheClient",
-    "Actor",
-    "ActorRef",
     "BatchBroker",
     "Broker",
     "BrokerContext",
     "BrokerRegistry",
     "BrokerResolution",
-    "DeferredReply",
+    "CommitBackoff",
     "EngineContext",
-    "Exit",
     "InstanceActor",
     "InstanceHome",
+    "InstanceRegistry",
+    "InstanceRegistryClient",
     "InstanceSpec",
-    "PendingReply",
     "PromptCache",
     "PromptCacheClient",
     "RecoveryReport",
-    "Registry",
-    "RegistryClient",
     "RunTracker",
     "RunTrackerClient",
     "ScopedVariablesCache",
@@ -86,13 +67,11 @@ __all__ = [
     "Subscription",
     "TurnChunk",
     "TurnResult",
+    "TurnRetry",
     "TurnTicket",
-    "handler",
+    "instance_registry_actor",
     "prompt_definition_from_record",
     "recover",
-    "registry_actor",
     "resolve_brokers",
     "run_tracker_actor",
-    "set_gc_freeze_interval",
-    "spawn",
 ]

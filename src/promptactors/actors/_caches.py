@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio
 
 from .._exceptions import ActorDead, InvalidInput, StoreUnavailable
+from ..kernel import DEFAULT_ASK_TIMEOUT, Actor, Reply, handler, reply_slot
 from ..messages import PromptDefinition, PromptMessage, ScopedValues, VariableDefault
 from ..messages._caches import (
     CacheStats,
@@ -41,15 +42,12 @@ from ..messages._caches import (
     InvalidatePrompts,
     InvalidateScopedVariables,
 )
-from ._actor import Actor, handler
-from ._backend import Reply, get_backend
-from ._ref import DEFAULT_ASK_TIMEOUT
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable, Iterable
 
+    from ..kernel import ActorRef
     from ..store import ActionRecord, PromptRecord, Store
-    from ._ref import ActorRef
 
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
@@ -114,7 +112,7 @@ class _Flight:
         self.waiters: list[Reply] = []
 
     def join(self) -> Reply:
-        reply = get_backend().reply()
+        reply = reply_slot()
         self.waiters.append(reply)
         return reply
 

@@ -31,6 +31,7 @@ from .._exceptions import (
     ProviderError,
     StreamTruncated,
 )
+from ..kernel import Actor, handler
 from ..messages import (
     ClearConversation,
     ClearVariable,
@@ -81,23 +82,22 @@ from ..state import (
     snapshot,
 )
 from ..store import CreateRun, CreateTask, FailTask, FinishTurn, InterruptTask, UpdateRun
-from ._actor import Actor, handler
 from ._turns import Subscription, TurnResult, TurnTicket
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from ..kernel import ActorRef
     from ..messages import ConversationMessage, ExecutionInstance
     from ..providers import PriceTable, Provider
     from ..store import WriteOp
-    from ._ref import ActorRef
 
 __all__ = [
     "EngineContext",
     "InstanceActor",
     "InstanceHome",
     "InstanceSpec",
-    "RetryPolicy",
+    "TurnRetry",
 ]
 
 _log = structlog.get_logger("promptactors.instance")
@@ -108,7 +108,7 @@ _TURN = frozenset({ExecutionStatus.EXECUTING, ExecutionStatus.STREAMING})
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class TurnRetry:
     """How often a turn is attempted, and the pause between attempts (exponential)."""
 
     max_attempts: int = 3
@@ -150,7 +150,7 @@ class EngineContext:
     registry: Registration | None
     prices: PriceTable | None = None
     executor_id: str | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: TurnRetry = field(default_factory=TurnRetry)
     clock: Callable[[], float] = time.time
     utcnow: Callable[[], datetime] = lambda: datetime.now(UTC)
     journal: bool = True

@@ -3,7 +3,7 @@
 One actor owns three indexes — instance id to reference (one each), prompt id to instance
 ids (many), run id to instance id (one per run) — so every lookup sees one consistent
 state. A restarted instance re-registers under the same ids (its reference is replaced);
-a stopped one unregisters. Callers use :class:`RegistryClient`.
+a stopped one unregisters. Callers use :class:`InstanceRegistryClient`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from .._exceptions import InstanceNotFound, InvalidInput, PromptActorsError
+from ..kernel import DEFAULT_ASK_TIMEOUT, Actor, ActorRef, handler
 from ..messages._registry import (
     AllInstances,
     AnnounceInstance,
@@ -27,12 +28,10 @@ from ..messages._registry import (
     RegistryCommand,
     UnregisterInstance,
 )
-from ._actor import Actor, handler
-from ._ref import DEFAULT_ASK_TIMEOUT, ActorRef
 
 _log = structlog.get_logger("promptactors.registry")
 
-__all__ = ["Registry", "RegistryClient", "registry_actor"]
+__all__ = ["InstanceRegistry", "InstanceRegistryClient", "instance_registry_actor"]
 
 
 class _Entry:
@@ -44,7 +43,7 @@ class _Entry:
         self.run_id = run_id
 
 
-class Registry(Actor[RegistryCommand]):
+class InstanceRegistry(Actor[RegistryCommand]):
     """Indexes live instances by instance id, prompt id and run id.
 
     State lives only in this actor; a restart (it is a permanent child) starts empty and
@@ -181,12 +180,12 @@ class Registry(Actor[RegistryCommand]):
         return dead
 
 
-def registry_actor() -> Registry:
+def instance_registry_actor() -> InstanceRegistry:
     """A fresh registry incarnation: the factory to put in a ``ChildSpec``."""
-    return Registry()
+    return InstanceRegistry()
 
 
-class RegistryClient:
+class InstanceRegistryClient:
     """The registry's facade: one ask per call, each bounded by ``timeout`` seconds.
 
     Every method raises ``AskTimeout`` when the registry does not answer in time and

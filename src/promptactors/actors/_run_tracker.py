@@ -27,9 +27,11 @@ from .._exceptions import (
     AskTimeout,
     InvalidInput,
     NotFound,
+    SendTimeout,
     StoreError,
     StoreUnavailable,
 )
+from ..kernel import Actor
 from ..messages._tracker import (
     FlushOps,
     GetTrackerStats,
@@ -39,18 +41,16 @@ from ..messages._tracker import (
     TrackerStats,
 )
 from ..store._records import check_id
-from ._actor import Actor
 
 if TYPE_CHECKING:
+    from ..kernel import ActorRef, DeferredReply
     from ..messages._tracker import CommitWaiter
     from ..store import Store, WriteOp
-    from ._cell import DeferredReply
-    from ._ref import ActorRef
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_MAX_BATCH",
-    "RetryPolicy",
+    "CommitBackoff",
     "RunTracker",
     "RunTrackerClient",
     "run_tracker_actor",
@@ -64,7 +64,7 @@ _log = structlog.get_logger("promptactors.run_tracker")
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class CommitBackoff:
     """How the tracker waits between commit attempts while the store is unavailable.
 
     Attempt ``n`` (1-based) waits ``min(maximum, initial * multiplier**(n-1))`` seconds,
@@ -81,9 +81,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.initial < 0 or self.maximum < self.initial or self.multiplier < 1:
-            raise InvalidInput("RetryPolicy needs 0 <= initial <= maximum and multiplier >= 1")
+            raise InvalidInput("CommitBackoff needs 0 <= initial <= maximum and multiplier >= 1")
         if not 0 <= self.jitter <= 1:
-            raise InvalidInput("RetryPolicy.jitter is a fraction between 0 and 1")
+            raise InvalidInput("CommitBackoff.jitter is a fraction between 0 and 1")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
@@ -155,7 +155,7 @@ class RunTracker(Actor[TrackerCommand]):
         store: Store,
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
-        retry: RetryPolicy | None = None,
+        retry: CommitBackoff | None = None,
         executor_id: str | None = None,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
     ) -> None:
@@ -169,7 +169,7 @@ class RunTracker(Actor[TrackerCommand]):
             check_id(executor_id, "executor id")
         self._store = store
         self._max_batch = max_batch
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or CommitBackoff()
         self._executor_id = executor_id
         self._heartbeat_interval = heartbeat_interval
         self._pending: list[_Item] = []
@@ -363,7 +363,7 @@ def run_tracker_actor(
     store: Store,
     *,
     max_batch: int = DEFAULT_MAX_BATCH,
-    retry: RetryPolicy | None = None,
+    retry: CommitBackoff | None = None,
     executor_id: str | None = None,
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
 ) -> RunTracker:
@@ -464,12 +464,12 @@ class RunTrackerClient:
         # fails it with ActorDead if the tracker stops first — no task or scope per call.
         try:
             await self._ref.ask(message, timeout=timeout)
+        except SendTimeout as exc:
+            raise StoreUnavailable(
+                f"{what} not accepted within {timeout:g}s: the run tracker's mailbox "
+                "stayed full (the store is slow or unavailable); nothing was queued"
+            ) from exc
         except AskTimeout as exc:
-            if "mailbox stayed full" in str(exc):
-                raise StoreUnavailable(
-                    f"{what} not accepted within {timeout:g}s: the run tracker's mailbox "
-                    "stayed full (the store is slow or unavailable); nothing was queued"
-                ) from exc
             last = notes[-1] if notes else None
             raise StoreUnavailable(
                 f"{what} not committed within {timeout:g}s; still queued and retried in the "

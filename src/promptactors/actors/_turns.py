@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._backend import Reply, get_backend
+from ..kernel import Reply, reply_slot
 
 if TYPE_CHECKING:
     from ._instance import InstanceHome
@@ -82,7 +82,7 @@ class TurnTicket:
         """The result; raises the turn's error, or ``AskTimeout`` (a ``TimeoutError``)
         after ``timeout`` seconds."""
         if not self._done:
-            reply = get_backend().reply()
+            reply = reply_slot()
             self._waiters.append(reply)
             try:
                 if timeout is None:

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from .._prompt_files import load_prompt_file
-from ..store import PromptMessage, PromptRecord, VariableDefault, open_store
+from ..store import PromptMessageRow, PromptRecord, VariableDefaultRow, open_store
 from ._common import DatabaseOption, run_async, settings_from
 
 db_app = typer.Typer(help="The database: schema and stored prompts.", no_args_is_help=True)
@@ -58,9 +58,9 @@ def add_prompt(
     record = PromptRecord(
         id=definition.id,
         name=definition.name,
-        messages=tuple(PromptMessage(m.role, m.content) for m in definition.messages),
+        messages=tuple(PromptMessageRow(m.role, m.content) for m in definition.messages),
         variable_defaults=tuple(
-            VariableDefault(v.name, v.default, v.help_text) for v in definition.variables
+            VariableDefaultRow(v.name, v.default, v.help_text) for v in definition.variables
         ),
         settings=dict(definition.settings),
     )

@@ -4,12 +4,13 @@
   with injectable faults (:class:`FaultPlan`): the embedded default.
 * :class:`OpenAICompatibleProvider` (OpenAI, vLLM, llama.cpp, Ollama, LM Studio) and
   :class:`AnthropicProvider`, streaming over httpx on our h11 transport
-  (:class:`H11Transport`), retrying before the first token (:class:`RetryPolicy`).
+  (:class:`H11Transport`), retrying before the first token (:class:`ProviderRetry`).
 * :class:`EndpointConfig` and :class:`ProviderRegistry`: named endpoints, one shared
   provider (one connection pool) each, chosen from a prompt's settings.
 * Prices (:class:`PriceTable`) and token estimates for usage a provider does not report.
 """
 
+from .._backend import Ticker as Ticker
 from ._anthropic import AnthropicProvider as AnthropicProvider
 from ._estimate import estimate_request_tokens as estimate_request_tokens
 from ._estimate import estimate_tokens as estimate_tokens
@@ -26,11 +27,10 @@ from ._protocol import StreamEvent as StreamEvent
 from ._protocol import TextDelta as TextDelta
 from ._protocol import Usage as Usage
 from ._registry import ProviderRegistry as ProviderRegistry
-from ._retry import RetryPolicy as RetryPolicy
+from ._retry import ProviderRetry as ProviderRetry
 from ._simulated import FaultOutcome as FaultOutcome
 from ._simulated import FaultPlan as FaultPlan
 from ._simulated import SimulatedProvider as SimulatedProvider
-from ._ticker import Ticker as Ticker
 from ._transport import H11Transport as H11Transport
 from ._transport import TransportLimits as TransportLimits
 
@@ -48,7 +48,7 @@ __all__ = [
     "Provider",
     "ProviderRegistry",
     "ProviderRequest",
-    "RetryPolicy",
+    "ProviderRetry",
     "SimulatedProvider",
     "StreamEnd",
     "StreamEvent",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ._retry import RetryPolicy
+from ._retry import ProviderRetry
 from ._transport import TransportLimits
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class EndpointConfig(BaseModel):
 
     Limits are per origin and shared by every instance using the endpoint. Timeouts are
     seconds; ``read_timeout`` bounds each network read (a stalled stream), not the whole
-    completion. Retry settings build the :class:`RetryPolicy`.
+    completion. Retry settings build the :class:`ProviderRetry`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -100,9 +100,9 @@ class EndpointConfig(BaseModel):
             pool=self.pool_timeout,
         )
 
-    def retry_policy(self, rng: random.Random | None = None) -> RetryPolicy:
+    def retry_policy(self, rng: random.Random | None = None) -> ProviderRetry:
         """The retry policy these settings describe; ``rng`` makes the jitter deterministic."""
-        return RetryPolicy(
+        return ProviderRetry(
             max_attempts=self.max_attempts,
             base_delay=self.backoff_base,
             max_delay=self.backoff_max,

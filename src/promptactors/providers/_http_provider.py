@@ -7,7 +7,7 @@ end, a :class:`StreamEnd`). Everything else is here:
 - one ``httpx.AsyncClient`` per provider object (so per endpoint: share the provider),
   on :class:`H11Transport` unless the caller brings a client of their own;
 - retries before the first token (HTTP errors, connection errors, in-stream errors,
-  truncation), per :class:`RetryPolicy`;
+  truncation), per :class:`ProviderRetry`;
 - httpx's exceptions translated into ours, messages scrubbed of the API key;
 - leaving the ``async with`` block closes the response (and a connection whose response
   was not read to its end).
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
     from types import TracebackType
 
-    from ._retry import RetryPolicy
+    from ._retry import ProviderRetry
 
 __all__ = ["HTTPProvider", "StreamDecoder", "json_body"]
 
@@ -89,7 +89,7 @@ class HTTPProvider:
         *,
         name: str | None = None,
         client: httpx.AsyncClient | None = None,
-        retry: RetryPolicy | None = None,
+        retry: ProviderRetry | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         config = config if config is not None else EndpointConfig(kind=self.kind)
@@ -129,7 +129,7 @@ class HTTPProvider:
         return self._client
 
     @property
-    def retry_policy(self) -> RetryPolicy:
+    def retry_policy(self) -> ProviderRetry:
         return self._retry
 
     def __repr__(self) -> str:

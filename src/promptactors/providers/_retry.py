@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 from promptactors._exceptions import ConfigurationError, ProviderError
 
-__all__ = ["RetryPolicy"]
+__all__ = ["ProviderRetry"]
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class ProviderRetry:
     """Exponential backoff with jitter, honouring the provider's ``retry-after``.
 
     ``max_attempts`` counts the first try (1 means never retry). The n-th retry waits

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 import anyio
 import anyio.lowlevel
 
+from .._backend import Ticker
 from .._exceptions import ConfigurationError, InjectedFault, ProviderBadRequest
 from ._estimate import estimate_request_tokens
 from ._protocol import ProviderRequest, StreamEnd, StreamEvent, TextDelta, Usage
-from ._ticker import Ticker
 
 if TYPE_CHECKING:
     from types import TracebackType

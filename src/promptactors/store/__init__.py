@@ -17,7 +17,7 @@ from ._records import CreateTask as CreateTask
 from ._records import FailTask as FailTask
 from ._records import FinishTurn as FinishTurn
 from ._records import InterruptTask as InterruptTask
-from ._records import PromptMessage as PromptMessage
+from ._records import PromptMessageRow as PromptMessageRow
 from ._records import PromptRecord as PromptRecord
 from ._records import PromptSource as PromptSource
 from ._records import RunRecord as RunRecord
@@ -29,7 +29,7 @@ from ._records import TaskRecord as TaskRecord
 from ._records import TaskStatus as TaskStatus
 from ._records import Unfinished as Unfinished
 from ._records import UpdateRun as UpdateRun
-from ._records import VariableDefault as VariableDefault
+from ._records import VariableDefaultRow as VariableDefaultRow
 from ._records import WriteOp as WriteOp
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
     "FailTask",
     "FinishTurn",
     "InterruptTask",
-    "PromptMessage",
+    "PromptMessageRow",
     "PromptRecord",
     "PromptSource",
     "RunRecord",
@@ -52,7 +52,7 @@ __all__ = [
     "TaskStatus",
     "Unfinished",
     "UpdateRun",
-    "VariableDefault",
+    "VariableDefaultRow",
     "WriteOp",
     "open_store",
 ]

@@ -12,7 +12,6 @@ Batches (``apply``) run in one transaction as a few set-based statements (``_pg_
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -34,8 +33,8 @@ from promptactors._exceptions import (
     StoreUnavailable,
 )
 
+from .._backend import AsyncioRunner
 from ._base import StoreBase
-from ._bridge import LoopThread, current_backend, wait_for
 from ._migrations import ADVISORY_LOCK_KEY, latest_version, load_migrations
 from ._pg_writes import apply_batch
 from ._records import (
@@ -110,9 +109,9 @@ def _count(status: str) -> int:
 
 async def _close_pool(pool: Pool, timeout: float) -> None:
     """Close gracefully; connections still busy after ``timeout`` seconds are cut."""
-    try:
-        await asyncio.wait_for(pool.close(), timeout)
-    except TimeoutError:
+    with anyio.move_on_after(timeout) as scope:
+        await pool.close()
+    if scope.cancelled_caught:
         pool.terminate()
 
 
@@ -128,8 +127,7 @@ class PostgresStore(StoreBase):
         self._where = redact(url)
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
-        self._backend = current_backend()
-        self._thread = LoopThread("promptactors-asyncpg") if self._backend == "trio" else None
+        self._runner = AsyncioRunner("promptactors-asyncpg")
         self._pool: Pool | None = None
         self._closed = False
 
@@ -176,10 +174,7 @@ class PostgresStore(StoreBase):
             except (*_UNAVAILABLE, *_CONFLICT, *_SCHEMA, pgerr.PostgresError) as exc:
                 raise self._error(what, exc) from exc
 
-        if self._thread is None:
-            return await guarded()
-        result: T = await wait_for("trio", self._thread.submitter(guarded))
-        return result
+        return await self._runner.run(guarded)
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
         text = f"PostgreSQL could not {what} ({self._where}): {type(exc).__name__}: {exc}"
@@ -220,9 +215,7 @@ class PostgresStore(StoreBase):
                     await self._call("close the pool", _close_pool, pool, self._connect_timeout)
         finally:
             self._closed = True
-            if self._thread is not None:
-                self._thread.stop()
-                await anyio.to_thread.run_sync(self._thread.join, 5.0)
+            await self._runner.aclose()
 
     # -- schema ----------------------------------------------------------------------
 

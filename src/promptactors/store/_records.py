@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias, get_args
 
-from promptactors._exceptions import InvalidInput
+from .._exceptions import InvalidInput
+from ..messages import MAX_ID_CHARS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -24,7 +25,7 @@ __all__ = [
     "FailTask",
     "FinishTurn",
     "InterruptTask",
-    "PromptMessage",
+    "PromptMessageRow",
     "PromptRecord",
     "PromptSource",
     "RunRecord",
@@ -36,7 +37,7 @@ __all__ = [
     "TaskStatus",
     "Unfinished",
     "UpdateRun",
-    "VariableDefault",
+    "VariableDefaultRow",
     "WriteOp",
 ]
 
@@ -48,7 +49,6 @@ Scope: TypeAlias = Literal["user", "org", "project"]
 PROMPT_SOURCES: tuple[str, ...] = get_args(PromptSource)
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 SCOPES: tuple[str, ...] = get_args(Scope)
-MAX_ID_LENGTH = 255
 SCOPE_TABLES: dict[str, str] = {
     "user": "user_variables",
     "org": "org_variables",
@@ -59,10 +59,9 @@ SCOPE_COLUMNS: dict[str, str] = {"user": "user_id", "org": "org_id", "project": 
 
 def check_id(value: object, what: str) -> str:
     """Return ``value`` if it is a usable id, else raise ``InvalidInput`` naming ``what``."""
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
         raise InvalidInput(
-            f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} characters,"
-            f" got {value!r}"
+            f"{what} must be a non-empty string of at most {MAX_ID_CHARS} characters, got {value!r}"
         )
     return value
 
@@ -104,7 +103,7 @@ def plain(value: object) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class PromptMessage:
+class PromptMessageRow:
     """One template message of a prompt; ``content`` may hold ``{{variables}}``."""
 
     role: str
@@ -112,7 +111,7 @@ class PromptMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class VariableDefault:
+class VariableDefaultRow:
     """A variable a prompt declares, with its default value and help text.
 
     ``default_value`` None means the prompt gives no default: a value must come from
@@ -130,8 +129,8 @@ class PromptRecord:
 
     id: str
     name: str
-    messages: tuple[PromptMessage, ...] = ()
-    variable_defaults: tuple[VariableDefault, ...] = ()
+    messages: tuple[PromptMessageRow, ...] = ()
+    variable_defaults: tuple[VariableDefaultRow, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
     description: str | None = None
     created_at: datetime | None = field(default=None, compare=False)

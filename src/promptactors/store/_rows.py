@@ -14,7 +14,7 @@ from promptactors._exceptions import StoreError
 
 from ._records import (
     ActionRecord,
-    PromptMessage,
+    PromptMessageRow,
     PromptRecord,
     PromptSource,
     RunRecord,
@@ -22,7 +22,7 @@ from ._records import (
     RunStatus,
     TaskRecord,
     TaskStatus,
-    VariableDefault,
+    VariableDefaultRow,
 )
 
 if TYPE_CHECKING:
@@ -79,9 +79,11 @@ def prompt_from_row(row: Row, d: Decoder) -> PromptRecord:
             id=row["id"],
             name=row["name"],
             description=row["description"],
-            messages=tuple(PromptMessage(m["role"], m["content"]) for m in d.json(row["messages"])),
+            messages=tuple(
+                PromptMessageRow(m["role"], m["content"]) for m in d.json(row["messages"])
+            ),
             variable_defaults=tuple(
-                VariableDefault(v["name"], v.get("default_value"), v.get("help_text"))
+                VariableDefaultRow(v["name"], v.get("default_value"), v.get("help_text"))
                 for v in defaults
             ),
             settings=d.json(row["settings"]),

@@ -25,8 +25,8 @@ from promptactors._exceptions import (
     StoreUnavailable,
 )
 
+from .._backend import WorkerThread, get_backend, wait_for
 from ._base import StoreBase
-from ._bridge import WorkerThread, current_backend, wait_for
 from ._migrations import latest_version, load_migrations
 from ._records import (
     PROMPT_SOURCES,
@@ -92,7 +92,7 @@ class SqliteStore(StoreBase):
     def __init__(self, path: str, busy_timeout: float) -> None:
         self._path = path
         self._busy_timeout = busy_timeout
-        self._backend = current_backend()
+        get_backend()  # a store is opened from a trio or asyncio task: fail here if not
         self._worker: WorkerThread | None = WorkerThread("promptactors-sqlite")
         self._conn: sqlite3.Connection | None = None
 
@@ -124,7 +124,7 @@ class SqliteStore(StoreBase):
         if worker is None:
             raise StoreUnavailable(f"the SQLite store at {self._path} is closed")
         job = functools.partial(self._translate, what, fn, *args)
-        result: T = await wait_for(self._backend, worker.submitter(job))
+        result: T = await wait_for(worker.submitter(job))
         return result
 
     def _translate(self, what: str, fn: Callable[..., T], *args: Any) -> T:
@@ -198,7 +198,7 @@ class SqliteStore(StoreBase):
                 self._conn = None
 
         try:
-            await wait_for(self._backend, worker.submitter(shut))
+            await wait_for(worker.submitter(shut))
         finally:
             self._worker = None
             worker.stop()

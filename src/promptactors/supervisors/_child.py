@@ -10,8 +10,7 @@ if TYPE_CHECKING:
     import anyio
     from anyio.abc import TaskStatus
 
-    from ..actors._cell import Cell
-    from ..actors._start import Starter
+    from ..kernel import Cell, Starter
     from ._spec import ChildSpec
     from ._supervisor import Supervisor
 

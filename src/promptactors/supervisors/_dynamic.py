@@ -8,7 +8,7 @@ from .._exceptions import InvalidInput
 from ._supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from ..actors import ActorRef
+    from ..kernel import ActorRef
     from ._spec import Backoff, ChildSpec
 
 __all__ = ["DynamicSupervisor"]

@@ -11,7 +11,7 @@ from .._exceptions import InvalidInput
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ..actors import Actor
+    from ..kernel import Actor
     from ._supervisor import Supervisor
 
 __all__ = ["Backoff", "ChildSpec", "Restart", "Strategy"]

@@ -40,9 +40,7 @@ import anyio
 import structlog
 
 from .._exceptions import ActorDead, InvalidInput, RestartIntensityExceeded
-from ..actors import Actor, ActorRef
-from ..actors._cell import Cell, Exit, run_incarnation
-from ..actors._start import Starter, start_and_wait
+from ..kernel import Actor, ActorRef, Cell, Exit, Starter, run_incarnation, start_and_wait
 from ._child import ChildInfo, ChildState, PendingRestart, StartReporter
 
 if TYPE_CHECKING:

@@ -18,17 +18,17 @@ import pytest
 from structlog.testing import capture_logs
 
 from promptactors._exceptions import ActorDead, InvalidInput, StoreConflict, StoreUnavailable
-from promptactors.actors import spawn
 from promptactors.actors._run_tracker import (
-    RetryPolicy,
+    CommitBackoff,
     RunTracker,
     RunTrackerClient,
     run_tracker_actor,
 )
+from promptactors.kernel import spawn
 from promptactors.store import CreateRun, CreateTask, Store, UpdateRun, WriteOp, open_store
 
 TIMEOUT = 15
-FAST_RETRY = RetryPolicy(initial=0.005, maximum=0.02, rng=random.Random(7))
+FAST_RETRY = CommitBackoff(initial=0.005, maximum=0.02, rng=random.Random(7))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -314,19 +314,19 @@ async def test_bad_settings_are_refused() -> None:
         run_tracker_actor(object(), max_batch=0)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="heartbeat_interval"):
         run_tracker_actor(object(), heartbeat_interval=0)  # type: ignore[arg-type]
-    with pytest.raises(InvalidInput, match="RetryPolicy"):
-        RetryPolicy(initial=2, maximum=1)
+    with pytest.raises(InvalidInput, match="CommitBackoff"):
+        CommitBackoff(initial=2, maximum=1)
 
 
 def test_retry_delays_grow_exponentially_up_to_the_cap() -> None:
     """Backoff doubles from its initial delay, stays within the jitter band and the cap."""
-    policy = RetryPolicy(initial=0.1, maximum=2.0, jitter=0.2, rng=random.Random(1))
+    policy = CommitBackoff(initial=0.1, maximum=2.0, jitter=0.2, rng=random.Random(1))
     delays = [policy.delay(n) for n in range(1, 12)]
     for n, delay in enumerate(delays, start=1):
         base = min(2.0, 0.1 * 2 ** (n - 1))
         assert base * 0.8 <= delay <= base * 1.2
-    assert RetryPolicy(jitter=0).delay(10_000) == RetryPolicy().maximum
-    again = RetryPolicy(initial=0.1, maximum=2.0, jitter=0.2, rng=random.Random(1))
+    assert CommitBackoff(jitter=0).delay(10_000) == CommitBackoff().maximum
+    again = CommitBackoff(initial=0.1, maximum=2.0, jitter=0.2, rng=random.Random(1))
     assert [again.delay(n) for n in range(1, 12)] == delays
 
 

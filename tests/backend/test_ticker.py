@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 from promptactors import ConfigurationError
-from promptactors.providers._ticker import Ticker
+from promptactors._backend import Ticker
 
 
 @pytest.mark.anyio

@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar, cast
 
+import anyio.to_thread
 import outcome
 import sniffio
 import trio
 
-__all__ = ["Backend", "LoopThread", "WorkerThread", "current_backend", "wait_for"]
+from ._primitives import get_backend
+
+__all__ = ["AsyncioRunner", "LoopThread", "WorkerThread", "wait_for"]
 
 T = TypeVar("T")
-Backend = str
 Wake = Callable[[outcome.Outcome[Any]], None]
 Cancel = Callable[[], None]
 Submit = Callable[[Wake], Cancel]
@@ -42,24 +45,14 @@ class _Cancelled:
 CANCELLED: Final = _Cancelled()
 
 
-def current_backend() -> Backend:
-    """``trio`` or ``asyncio``; raises ``RuntimeError`` outside an async context."""
-    try:
-        name = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError as exc:
-        raise RuntimeError("a store must be opened from a trio or asyncio task") from exc
-    if name not in ("trio", "asyncio"):
-        raise RuntimeError(f"unsupported async library {name!r}: use trio or asyncio")
-    return name
-
-
-async def wait_for(backend: Backend, submit: Submit) -> Any:
+async def wait_for(submit: Submit) -> Any:
     """Start work with ``submit(wake)`` and wait, without blocking the loop, for its result.
 
     ``submit`` must return a thread-safe function that cancels the work; the worker calls
     ``wake`` exactly once with the outcome (``Value(CANCELLED)`` if it was cancelled).
+    Raises ``RuntimeError`` outside a trio or asyncio task.
     """
-    if backend == "trio":
+    if get_backend().name == "trio":
         return await _wait_trio(submit)
     return await _wait_asyncio(submit)
 
@@ -202,7 +195,11 @@ class LoopThread:
                 if state["cancelled"]:
                     wake(outcome.Value(CANCELLED))
                     return
-                task = loop.create_task(make())
+                # The caller's context travels along (log bindings), less its async
+                # library marker: code on this loop must see asyncio, not trio.
+                context = contextvars.copy_context()
+                context.run(sniffio.current_async_library_cvar.set, None)
+                task = loop.create_task(make(), context=context)
                 state["task"] = task
                 task.add_done_callback(done)
 
@@ -227,3 +224,35 @@ class LoopThread:
     def join(self, timeout: float | None = None) -> None:
         """Wait for the thread to exit (blocking: call it from a worker thread)."""
         self._thread.join(timeout)
+
+
+class AsyncioRunner:
+    """Runs asyncio-only coroutines (asyncpg) for tasks of the loop that created it.
+
+    Created inside an asyncio task, it runs each coroutine right there, on the host loop
+    (no thread hop). Created inside a trio task, it starts a :class:`LoopThread` and runs
+    each coroutine on that private loop, waking the trio caller directly. Raises
+    ``RuntimeError`` outside a trio or asyncio task.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._thread = LoopThread(name) if get_backend().name == "trio" else None
+
+    @property
+    def threaded(self) -> bool:
+        """Whether coroutines run on a private loop thread (the caller is on trio)."""
+        return self._thread is not None
+
+    async def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run ``make()`` to completion and return its result (or raise its error)."""
+        if self._thread is None:
+            return await make()
+        result: T = await wait_for(self._thread.submitter(make))
+        return result
+
+    async def aclose(self) -> None:
+        """Stop the private loop thread, if any (its leftover tasks are cancelled)."""
+        if self._thread is not None:
+            thread, self._thread = self._thread, None
+            thread.stop()
+            await anyio.to_thread.run_sync(thread.join, 5.0)

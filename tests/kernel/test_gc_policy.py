@@ -9,8 +9,8 @@ import anyio
 import pytest
 
 from promptactors import Actor, InvalidInput, spawn
-from promptactors.actors import set_gc_freeze_interval
-from promptactors.actors._gc import DEFAULT_GC_FREEZE_INTERVAL
+from promptactors.kernel import set_gc_freeze_interval
+from promptactors.kernel._gc import DEFAULT_GC_FREEZE_INTERVAL
 
 
 class Idle(Actor[object]):
@@ -63,7 +63,7 @@ def test_an_interval_below_one_is_invalid() -> None:
 def test_young_collections_freeze_their_survivors_and_a_rare_unfreeze_releases_them() -> None:
     """After a generation-1 collection the survivors are frozen; every so often they are
     all unfrozen, so cyclic garbage frozen by mistake is reclaimed at last."""
-    import promptactors.actors._gc as policy
+    import promptactors.kernel._gc as policy
 
     gc.unfreeze()
     set_gc_freeze_interval(1000)

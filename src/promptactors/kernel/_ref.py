@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .._exceptions import ActorDead, AskTimeout, MailboxFull
-from ._backend import _NO_ITEMS, Reply
+from .._backend import NO_ITEMS, Reply
+from .._exceptions import ActorDead, MailboxFull, SendTimeout
 
 if TYPE_CHECKING:
     from ._cell import Cell
@@ -104,7 +104,7 @@ class ActorRef(Generic[M]):
         mailbox = cell.mailbox
         items = mailbox._items
         # The common case inlined (one call less per message): room in an existing queue.
-        if items is not _NO_ITEMS and len(items) < mailbox.capacity:
+        if items is not NO_ITEMS and len(items) < mailbox.capacity:
             items.append(envelope)
             consumer = mailbox._consumer
             if consumer is not None:
@@ -173,7 +173,7 @@ class ActorRef(Generic[M]):
         with cell.backend.move_on_after(timeout):
             await cell.mailbox.put(envelope)
             return
-        raise AskTimeout(
+        raise SendTimeout(
             f"actor {cell.name!r} mailbox stayed full for {timeout:g}s "
             f"({type(envelope[0]).__name__} not sent)"
         )

@@ -39,10 +39,10 @@ from promptactors.actors._caches import (
 from promptactors.messages import PromptDefinition, ScopedValues
 from promptactors.store import (
     ActionRecord,
-    PromptMessage,
+    PromptMessageRow,
     PromptRecord,
     Store,
-    VariableDefault,
+    VariableDefaultRow,
     open_store,
 )
 
@@ -112,8 +112,8 @@ def ttl_mock_clock() -> trio.testing.MockClock:
 PROMPT = PromptRecord(
     id="p1",
     name="Greeter",
-    messages=(PromptMessage("system", "You greet."), PromptMessage("user", "Hi {{ name }}")),
-    variable_defaults=(VariableDefault("name", "World", "who to greet"),),
+    messages=(PromptMessageRow("system", "You greet."), PromptMessageRow("user", "Hi {{ name }}")),
+    variable_defaults=(VariableDefaultRow("name", "World", "who to greet"),),
     settings={"model": "m-1", "temperature": 0.2},
 )
 ACTION = ActionRecord(
@@ -591,7 +591,7 @@ def test_prompt_definition_from_record_keeps_messages_defaults_and_settings() ->
 
 def test_a_malformed_stored_prompt_raises_invalid_input() -> None:
     """A stored message with an unknown role cannot become a PromptDefinition."""
-    record = PromptRecord(id="bad", name="Bad", messages=(PromptMessage("robot", "beep"),))
+    record = PromptRecord(id="bad", name="Bad", messages=(PromptMessageRow("robot", "beep"),))
     with pytest.raises(InvalidInput, match="role"):
         prompt_definition_from_record(record)
 

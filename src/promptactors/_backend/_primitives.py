@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["TIMEOUT_RESOLUTION", "Backend", "Mailbox", "Reply", "get_backend"]
+__all__ = ["NO_ITEMS", "TIMEOUT_RESOLUTION", "Backend", "Mailbox", "Reply", "get_backend"]
 
 #: Ask timeouts fire within this many seconds after their deadline.
 TIMEOUT_RESOLUTION = 0.01
@@ -82,7 +82,7 @@ class Reply:
         raise NotImplementedError
 
 
-_NO_ITEMS: deque[Any] = deque()
+NO_ITEMS: deque[Any] = deque()
 
 
 class Mailbox(Generic[T]):
@@ -99,7 +99,7 @@ class Mailbox(Generic[T]):
         self.capacity = capacity
         # The shared empty queue until the first message: an idle actor needs no deque of
         # its own (~600 bytes). It is replaced, never appended to.
-        self._items: deque[T] = _NO_ITEMS
+        self._items: deque[T] = NO_ITEMS
         self._consumer: Any = None
         # Created on first use: most mailboxes never fill up, and a deque costs ~600 bytes.
         self._senders: deque[list[Any]] | None = None
@@ -119,7 +119,7 @@ class Mailbox(Generic[T]):
         items = self._items
         if len(items) >= self.capacity:
             return False
-        if items is _NO_ITEMS:
+        if items is NO_ITEMS:
             items = self._items = deque()
         items.append(item)
         consumer = self._consumer
@@ -144,7 +144,7 @@ class Mailbox(Generic[T]):
         """Move the oldest parked sender's item into the queue and wake the sender."""
         assert self._senders
         entry = self._senders.popleft()
-        if self._items is _NO_ITEMS:
+        if self._items is NO_ITEMS:
             self._items = deque()
         self._items.append(entry[1])
         self._wake(entry[0])
@@ -159,7 +159,7 @@ class Mailbox(Generic[T]):
     def drain(self) -> list[T]:
         """Remove and return everything queued, including the items of parked senders."""
         items = list(self._items)
-        self._items = _NO_ITEMS
+        self._items = NO_ITEMS
         while self._senders:
             token, item = self._senders.popleft()
             items.append(item)

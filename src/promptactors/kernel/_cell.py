@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 import anyio
 import structlog
 
+from .._backend import Backend, Mailbox, Reply, get_backend
 from .._exceptions import ActorDead, InvalidInput
-from ._backend import Backend, Mailbox, Reply, get_backend
 from ._gc import note_actor_started
 
 if TYPE_CHECKING:

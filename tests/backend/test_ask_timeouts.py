@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from promptactors import Actor, AskTimeout, handler, spawn
-from promptactors.actors._backend import TIMEOUT_RESOLUTION
+from promptactors._backend._primitives import TIMEOUT_RESOLUTION
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ async def test_a_cancelled_asker_leaves_no_deadline_behind(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Cancelling the waiting caller withdraws its deadline from the shared service."""
-    from promptactors.actors._backend import _TIMEOUTS
+    from promptactors._backend._primitives import _TIMEOUTS
 
     async with trio.open_nursery() as nursery:
         ref = await spawn(nursery, Sleeper())

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 from pydantic import ValidationError
 
-from . import state as selectors
-from ._exceptions import (
+from .. import state as selectors
+from .._exceptions import (
     ConfigurationError,
     InstanceNotFound,
     InvalidInput,
@@ -41,10 +41,9 @@ from ._exceptions import (
     RuntimeFailed,
     StoreError,
 )
-from ._settings import RuntimeSettings
-from .actors import ActorRef
-from .actors._brokers import BrokerContext, BrokerRegistry, StoreBroker, resolve_brokers
-from .actors._caches import (
+from .._settings import RuntimeSettings
+from ..actors._brokers import BrokerContext, BrokerRegistry, StoreBroker, resolve_brokers
+from ..actors._caches import (
     ActionCache,
     ActionCacheClient,
     PromptCache,
@@ -52,17 +51,18 @@ from .actors._caches import (
     ScopedVariablesCache,
     ScopedVariablesCacheClient,
 )
-from .actors._instance import (
+from ..actors._instance import (
     EngineContext,
     InstanceActor,
     InstanceHome,
     InstanceSpec,
-    RetryPolicy,
+    TurnRetry,
 )
-from .actors._recovery import RecoveryReport, recover
-from .actors._registry import RegistryClient, registry_actor
-from .actors._run_tracker import RunTrackerClient, run_tracker_actor
-from .messages import (
+from ..actors._recovery import RecoveryReport, recover
+from ..actors._registry import InstanceRegistryClient, instance_registry_actor
+from ..actors._run_tracker import RunTrackerClient, run_tracker_actor
+from ..kernel import ActorRef
+from ..messages import (
     MAX_ID_CHARS,
     MAX_INPUT_CHARS,
     ClearConversation,
@@ -87,18 +87,18 @@ from .messages import (
     UpdateVariables,
     VariableExplanation,
 )
-from .providers import PriceTable, SimulatedProvider
-from .providers._registry import ProviderRegistry
-from .store import open_store
-from .supervisors import ChildSpec, DynamicSupervisor, Supervisor, open_supervisor
+from ..providers import PriceTable, SimulatedProvider
+from ..providers._registry import ProviderRegistry
+from ..store import open_store
+from ..supervisors import ChildSpec, DynamicSupervisor, Supervisor, open_supervisor
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from datetime import datetime
 
-    from .actors._turns import Subscription, TurnResult, TurnTicket
-    from .providers import Provider
-    from .store import Store
+    from ..actors._turns import Subscription, TurnResult, TurnTicket
+    from ..providers import Provider
+    from ..store import Store
 
 __all__ = [
     "ActionStart",
@@ -344,7 +344,7 @@ class Runtime:
         self._root = root
         self._engine = engine
         self._brokers = brokers
-        self.registry = RegistryClient(_ref(root, "registry"))
+        self.registry = InstanceRegistryClient(_ref(root, "registry"))
         self.prompts = PromptCacheClient(_ref(root, "prompt_cache"))
         self.actions = ActionCacheClient(_ref(root, "action_cache"))
         self.scoped = ScopedVariablesCacheClient(_ref(root, "scoped_cache"))
@@ -612,10 +612,10 @@ async def _open(
                 engine = EngineContext(
                     provider_for=_router(providers, settings),
                     persistence=RunTrackerClient(_ref(root, "run_tracker")),
-                    registry=RegistryClient(_ref(root, "registry")),
+                    registry=InstanceRegistryClient(_ref(root, "registry")),
                     prices=prices,
                     executor_id=settings.executor_id,
-                    retry=RetryPolicy(
+                    retry=TurnRetry(
                         max_attempts=settings.max_attempts, backoff=settings.retry_backoff
                     ),
                     journal=settings.journal,
@@ -641,7 +641,7 @@ def _tree(settings: RuntimeSettings, store: Store) -> Supervisor:
                 ),
                 shutdown=30.0,
             ),
-            ChildSpec("registry", registry_actor),
+            ChildSpec("registry", instance_registry_actor),
             ChildSpec("prompt_cache", lambda: PromptCache(store)),
             ChildSpec("action_cache", lambda: ActionCache(store)),
             ChildSpec("scoped_cache", lambda: ScopedVariablesCache(store, ttl=settings.scoped_ttl)),
@@ -749,7 +749,7 @@ def _check_text(name: str, value: str | None) -> None:
 
 
 def _check_variables(name: str, values: Mapping[str, str]) -> dict[str, str]:
-    from .messages import VARIABLE_NAME_PATTERN
+    from ..messages import VARIABLE_NAME_PATTERN
 
     checked: dict[str, str] = {}
     for key, value in values.items():

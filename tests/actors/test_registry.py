@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from promptactors import Actor, ActorRef, InstanceNotFound, InvalidInput, handler, spawn
-from promptactors.actors._registry import RegistryClient, registry_actor
+from promptactors.actors._registry import InstanceRegistryClient, instance_registry_actor
 
 pytestmark = pytest.mark.anyio
 
@@ -34,14 +34,14 @@ class Dummy(Actor[Ping]):
 @asynccontextmanager
 async def registry_with_instances(
     n: int,
-) -> AsyncIterator[tuple[RegistryClient, list[ActorRef[Any]]]]:
+) -> AsyncIterator[tuple[InstanceRegistryClient, list[ActorRef[Any]]]]:
     """A running registry and ``n`` running dummy instances, all stopped afterwards."""
     with anyio.fail_after(TIMEOUT):
         async with anyio.create_task_group() as tg:
-            registry = await spawn(tg, registry_actor())
+            registry = await spawn(tg, instance_registry_actor())
             refs = [await spawn(tg, Dummy()) for _ in range(n)]
             try:
-                yield RegistryClient(registry, timeout=TIMEOUT), refs
+                yield InstanceRegistryClient(registry, timeout=TIMEOUT), refs
             finally:
                 everyone: list[ActorRef[Any]] = [registry, *refs]
                 for ref in everyone:

@@ -1,0 +1,38 @@
+"""The one concurrency seam: the only package that imports trio, asyncio, sniffio or outcome.
+
+Everything above it (the kernel, the providers, the stores) is written against anyio plus
+the few primitives here, each implemented once per backend and chosen once per event loop
+by :func:`get_backend`:
+
+* park/wake mailboxes and one-shot reply slots (:class:`Mailbox`, :class:`Reply`);
+* the shared deadline service (:class:`Ticker`) that paces simulated streams and expires
+  ask timeouts without a cancel scope per wait;
+* the worker threads that run blocking or asyncio-only work and wake a trio or asyncio
+  caller (:class:`WorkerThread` for SQLite, :class:`LoopThread` for asyncpg on trio).
+"""
+
+from ._bridge import AsyncioRunner as AsyncioRunner
+from ._bridge import LoopThread as LoopThread
+from ._bridge import WorkerThread as WorkerThread
+from ._bridge import wait_for as wait_for
+from ._primitives import NO_ITEMS as NO_ITEMS
+from ._primitives import TIMEOUT_RESOLUTION as TIMEOUT_RESOLUTION
+from ._primitives import Backend as Backend
+from ._primitives import Mailbox as Mailbox
+from ._primitives import Reply as Reply
+from ._primitives import get_backend as get_backend
+from ._ticker import Ticker as Ticker
+
+__all__ = [
+    "NO_ITEMS",
+    "TIMEOUT_RESOLUTION",
+    "AsyncioRunner",
+    "Backend",
+    "LoopThread",
+    "Mailbox",
+    "Reply",
+    "Ticker",
+    "WorkerThread",
+    "get_backend",
+    "wait_for",
+]
