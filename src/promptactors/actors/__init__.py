@@ -22,11 +22,11 @@ from ._caches import PromptCacheClient as PromptCacheClient
 from ._caches import ScopedVariablesCache as ScopedVariablesCache
 from ._caches import ScopedVariablesCacheClient as ScopedVariablesCacheClient
 from ._caches import prompt_definition_from_record as prompt_definition_from_record
-from ._instance import EngineContext as EngineContext
 from ._instance import InstanceActor as InstanceActor
-from ._instance import InstanceHome as InstanceHome
-from ._instance import InstanceSpec as InstanceSpec
-from ._instance import TurnRetry as TurnRetry
+from ._instance_home import EngineContext as EngineContext
+from ._instance_home import InstanceHome as InstanceHome
+from ._instance_home import InstanceSpec as InstanceSpec
+from ._instance_home import TurnRetry as TurnRetry
 from ._recovery import RecoveryReport as RecoveryReport
 from ._recovery import recover as recover
 from ._registry import InstanceRegistry as InstanceRegistry

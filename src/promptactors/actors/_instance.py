@@ -15,11 +15,8 @@ caller awaiting the turn gets the answer or a clear error, never a hang.
 
 from __future__ import annotations
 
-import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -40,7 +37,6 @@ from ..messages import (
     Event,
     Execute,
     ExecutionCompleted,
-    ExecutionConfig,
     ExecutionFailed,
     ExecutionStarted,
     ExecutionStatus,
@@ -51,10 +47,8 @@ from ..messages import (
     InstanceCommand,
     InstanceCreated,
     MessageAdded,
-    PromptDefinition,
     RunLinked,
     RunSaved,
-    ScopedValues,
     ScopedVariablesSet,
     Select,
     SetExpandedVariable,
@@ -75,136 +69,25 @@ from ..providers import ChatMessage, ProviderRequest, StreamEnd, TextDelta
 from ..state import (
     InstanceState,
     append_stream,
-    computed_variables,
     export_journal,
     reduce,
     resolved_messages,
     snapshot,
 )
 from ..store import CreateRun, CreateTask, FailTask, FinishTurn, InterruptTask, UpdateRun
+from ._instance_home import EngineContext, InstanceHome, InstanceSpec
 from ._turns import Subscription, TurnResult, TurnTicket
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-
-    from ..kernel import ActorRef
     from ..messages import ConversationMessage, ExecutionInstance
-    from ..providers import PriceTable, Provider
+    from ..providers import Provider
     from ..store import WriteOp
+    from ._instance_home import EngineContext, InstanceHome, InstanceSpec
 
-__all__ = [
-    "EngineContext",
-    "InstanceActor",
-    "InstanceHome",
-    "InstanceSpec",
-    "TurnRetry",
-]
+__all__ = ["InstanceActor"]
 
 _log = structlog.get_logger("promptactors.instance")
 _TURN = frozenset({ExecutionStatus.EXECUTING, ExecutionStatus.STREAMING})
-
-
-# -- what the engine gives every instance ------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TurnRetry:
-    """How often a turn is attempted, and the pause between attempts (exponential)."""
-
-    max_attempts: int = 3
-    backoff: float = 0.25
-    max_backoff: float = 5.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.max_backoff, self.backoff * 2.0 ** max(0, attempt - 1))
-
-
-class Persistence(Protocol):
-    """Where an instance sends its rows: ``persist`` returns once they are committed."""
-
-    async def persist(self, *ops: WriteOp, timeout: float | None = ...) -> None: ...
-
-
-class Registration(Protocol):
-    """How an instance tells the registry about itself and its run."""
-
-    async def announce(
-        self, instance_id: str, prompt_id: str, ref: ActorRef[Any], run_id: str | None = None
-    ) -> None: ...
-
-    async def announce_run(self, instance_id: str, run_id: str) -> None: ...
-
-    async def unregister(self, instance_id: str) -> None: ...
-
-
-@dataclass(slots=True)
-class EngineContext:
-    """The services every instance uses, shared by all of them.
-
-    ``provider_for`` picks the provider and model for a turn from the effective settings;
-    ``clock`` gives event times (seconds); ``utcnow`` the wall time for computed variables.
-    """
-
-    provider_for: Callable[[Mapping[str, Any]], tuple[Provider, str]]
-    persistence: Persistence | None
-    registry: Registration | None
-    prices: PriceTable | None = None
-    executor_id: str | None = None
-    retry: TurnRetry = field(default_factory=TurnRetry)
-    clock: Callable[[], float] = time.time
-    utcnow: Callable[[], datetime] = lambda: datetime.now(UTC)
-    journal: bool = True
-    _computed: tuple[int, dict[str, str]] = field(default=(-1, {}), repr=False)
-
-    def computed(self) -> dict[str, str]:
-        """The computed variables for now (they change once a second: cached for it)."""
-        now = self.utcnow()
-        second = int(now.timestamp())
-        if self._computed[0] != second:
-            self._computed = (second, computed_variables(now))
-        return self._computed[1]
-
-
-# -- what survives restarts --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceSpec:
-    """How an instance is created (its first event), kept for restarts."""
-
-    instance_id: str
-    prompt: PromptDefinition
-    execution_config: ExecutionConfig = field(default_factory=ExecutionConfig)
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    user_values: Mapping[str, str] = field(default_factory=dict)
-    action_values: Mapping[str, str] = field(default_factory=dict)
-    broker_values: Mapping[str, str] = field(default_factory=dict)
-    scoped_values: ScopedValues = field(default_factory=ScopedValues)
-    initial_message: str | None = None
-    run_id: str | None = None
-    run_name: str | None = None
-    history: tuple[ConversationMessage, ...] = ()
-
-
-class InstanceHome:
-    """An instance's memory outside its incarnations (the supervisor keeps it)."""
-
-    __slots__ = (
-        "crashes",
-        "journal",
-        "spec",
-        "state",
-        "subscribers",
-        "ticket",
-    )
-
-    def __init__(self, spec: InstanceSpec) -> None:
-        self.spec = spec
-        self.state: InstanceState | None = None
-        self.journal: list[Event] = []
-        self.ticket: TurnTicket | None = None
-        self.subscribers: set[Subscription] = set()
-        self.crashes = 0
 
 
 # -- the actor ---------------------------------------------------------------------------

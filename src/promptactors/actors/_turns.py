@@ -10,7 +10,7 @@ import anyio
 from ..kernel import Reply, reply_slot
 
 if TYPE_CHECKING:
-    from ._instance import InstanceHome
+    from ._instance_home import InstanceHome
 
 __all__ = ["Subscription", "TurnChunk", "TurnResult", "TurnTicket"]
 

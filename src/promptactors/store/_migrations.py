@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 from promptactors._exceptions import SchemaError
 from promptactors._resources import resource_dir
 
-__all__ = ["Migration", "latest_version", "load_migrations"]
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["Migration", "latest_version", "load_migrations", "sql_statements"]
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -51,3 +55,11 @@ def load_migrations(dialect: str) -> tuple[Migration, ...]:
 def latest_version(dialect: str) -> int:
     """The version the schema has once every migration of ``dialect`` is applied."""
     return len(load_migrations(dialect))
+
+
+def sql_statements(script: str) -> Iterable[str]:
+    """Split a migration script into statements (ours hold no ';' inside literals)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    for statement in "\n".join(lines).split(";"):
+        if statement.strip():
+            yield statement

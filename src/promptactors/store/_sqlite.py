@@ -27,7 +27,7 @@ from promptactors._exceptions import (
 
 from .._backend import WorkerThread, get_backend, wait_for
 from ._base import StoreBase
-from ._migrations import latest_version, load_migrations
+from ._migrations import latest_version, load_migrations, sql_statements
 from ._records import (
     PROMPT_SOURCES,
     SCOPE_COLUMNS,
@@ -60,7 +60,7 @@ from ._rows import (
 from ._sqlite_writes import apply_batch
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 __all__ = ["SqliteStore"]
 
@@ -245,7 +245,7 @@ class SqliteStore(StoreBase):
             if migration.version <= current:
                 continue
             try:
-                for statement in _statements(migration.sql):
+                for statement in sql_statements(migration.sql):
                     conn.execute(statement)
             except sqlite3.Error as exc:
                 raise SchemaError(
@@ -595,11 +595,3 @@ class SqliteStore(StoreBase):
             return count
 
         return await self._call("mark runs interrupted", self._transaction, mark)
-
-
-def _statements(script: str) -> Iterable[str]:
-    """Split a migration script into statements (ours hold no ';' inside literals)."""
-    lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    for statement in "\n".join(lines).split(";"):
-        if statement.strip():
-            yield statement

@@ -5,12 +5,12 @@ OTP's supervisor semantics on task groups; see :class:`Supervisor`.
 
 from ._child import ChildInfo as ChildInfo
 from ._dynamic import DynamicSupervisor as DynamicSupervisor
+from ._open import open_supervisor as open_supervisor
 from ._spec import Backoff as Backoff
 from ._spec import ChildSpec as ChildSpec
 from ._spec import Restart as Restart
 from ._spec import Strategy as Strategy
 from ._supervisor import Supervisor as Supervisor
-from ._supervisor import open_supervisor as open_supervisor
 
 __all__ = [
     "Backoff",

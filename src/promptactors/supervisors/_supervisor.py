@@ -33,7 +33,6 @@ import heapq
 import itertools
 import math
 from collections import deque
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -44,14 +43,12 @@ from ..kernel import Actor, ActorRef, Cell, Exit, Starter, run_incarnation, star
 from ._child import ChildInfo, ChildState, PendingRestart, StartReporter
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from anyio.abc import TaskGroup, TaskStatus
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._spec import Backoff, ChildSpec, Strategy
 
-__all__ = ["Supervisor", "open_supervisor"]
+__all__ = ["Supervisor"]
 
 _log = structlog.get_logger("promptactors.supervisors")
 _SHUTDOWN = object()
@@ -572,32 +569,3 @@ class Supervisor:
             self._restart_scope = None
             for c in group:
                 c.restarting = False
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
-@asynccontextmanager
-async def open_supervisor(supervisor: Supervisor) -> AsyncIterator[Supervisor]:
-    """Run ``supervisor`` for the duration of the block, then shut it down gracefully.
-
-    If the supervisor escalates (``RestartIntensityExceeded``) the block is cancelled and
-    that error is raised out of the ``async with``.
-    """
-    try:
-        async with anyio.create_task_group() as tg:
-            await tg.start(supervisor.run)
-            try:
-                yield supervisor
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await supervisor.shutdown()
-    except BaseExceptionGroup as group:
-        inner = _unwrap(group)
-        if inner is group:
-            raise
-        # Keep its own __cause__ (e.g. the crash behind an escalation); the group is noise.
-        raise inner from inner.__cause__
