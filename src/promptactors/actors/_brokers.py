@@ -13,7 +13,7 @@ instance applies it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 
@@ -47,6 +47,20 @@ class BrokerContext:
     org_id: str | None = None
     project_id: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> BrokerContext:
+        """A context from plain data: ``user_id``, ``org_id``, ``project_id``, and any other
+        ids (kept as text in ``extra``). The seed's ``workspace_id`` is taken as the
+        ``org_id`` when no ``org_id`` is given.
+        """
+        values = dict(data)
+        # The seed's context names the organisation a workspace.
+        if "workspace_id" in values and "org_id" not in values:
+            values["org_id"] = values.pop("workspace_id")
+        known = {"user_id", "org_id", "project_id"}
+        extra = {k: str(v) for k, v in values.items() if k not in known}
+        return cls(**{k: values.get(k) for k in known}, extra=extra)
 
     def scope_ids(self) -> dict[str, str]:
         """The context as ``{scope kind: id}``, most specific first (extra kinds, then

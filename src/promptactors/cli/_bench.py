@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .._exceptions import InvalidInput
-from .._resources import resource_dir
+import promptactors
+
+from .. import InvalidInput
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -34,19 +35,28 @@ def load_benchmark(name: str) -> ModuleType:
     """
     if name not in BENCHMARKS:
         raise InvalidInput(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
+    # A wheel ships the checkout's benchmarks/ as promptactors/_benchmarks (pyproject.toml):
+    # data that comes with the package, not part of its API.
     try:
         return importlib.import_module(f"promptactors._benchmarks.{name}")
-    except ModuleNotFoundError:
-        pass
-    try:
-        folder = resource_dir("_benchmarks")
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"benchmarks are not installed: {exc}") from exc
-    root = str(Path(folder).parent)
+    except ModuleNotFoundError as exc:
+        missing = exc
+    package = Path(promptactors.__file__).resolve().parent
+    packaged, checkout = package / "_benchmarks", package.parents[1] / "benchmarks"
+    if packaged.is_dir():
+        raise InvalidInput(
+            f"benchmark {name!r} is not available in this version ({missing})"
+        ) from missing
+    if not checkout.is_dir():
+        raise InvalidInput(
+            "benchmarks are not installed: promptactors data folder '_benchmarks' "
+            f"not found at {packaged} or {checkout}"
+        )
+    root = str(checkout.parent)
     if root not in sys.path:
         sys.path.insert(0, root)
     try:
-        return importlib.import_module(f"{Path(folder).name}.{name}")
+        return importlib.import_module(f"{checkout.name}.{name}")
     except ModuleNotFoundError as exc:
         raise InvalidInput(f"benchmark {name!r} is not available in this version ({exc})") from exc
 

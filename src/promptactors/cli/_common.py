@@ -8,8 +8,7 @@ import anyio
 import typer
 from pydantic import ValidationError
 
-from .._exceptions import ConfigurationError, InvalidInput
-from .._settings import RuntimeSettings
+from .. import ConfigurationError, InvalidInput, RuntimeSettings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

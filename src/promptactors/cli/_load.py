@@ -12,9 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import open_runtime
-from .._load import run_load
-from .._prompt_files import load_prompt_file
+from .. import load_prompt_file, open_runtime, run_load
 from ._common import (
     DatabaseOption,
     LatencyOption,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .._exceptions import PromptActorsError
+from .. import PromptActorsError, __version__
 from ._bench import bench_app
 from ._db import db_app
 from ._load import load
@@ -47,8 +47,6 @@ def _root(
 @app.command()
 def version() -> None:
     """Print the installed version."""
-    from .._version import __version__
-
     typer.echo(__version__)
 
 

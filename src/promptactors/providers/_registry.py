@@ -117,6 +117,28 @@ class ProviderRegistry:
             raise ConfigurationError(f"no model chosen for provider {name!r}")
         return provider, str(model)
 
+    def route(
+        self,
+        prompt_settings: Mapping[str, Any],
+        default_provider: str,
+        default_model: str | None = None,
+    ) -> tuple[Provider, str]:
+        """The provider and model one turn uses: the prompt's, else the runtime's defaults.
+
+        The provider is the prompt's ``provider``, else ``default_provider``. The model is
+        the prompt's ``model``, else ``default_model``, else — for the simulated provider,
+        whose only model is its name — ``simulated``, else the endpoint's
+        ``default_model``. Raises ``ConfigurationError`` for an unknown provider or when
+        no model can be chosen.
+        """
+        name = str(prompt_settings.get("provider") or default_provider)
+        overrides: dict[str, Any] = {"provider": name}
+        if not prompt_settings.get("model"):
+            model = default_model or (name if name == "simulated" else None)
+            if model is not None:
+                overrides["model"] = model
+        return self.resolve(prompt_settings, overrides)
+
     async def aclose(self) -> None:
         """Close every provider built or registered here. Idempotent."""
         providers = list(self._providers.values())
