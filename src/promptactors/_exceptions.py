@@ -43,6 +43,8 @@ asyncpg, httpx) never escape an adapter: they are translated into these with
     └── StoreError                               persistence
         ├── StoreUnavailable                     the database cannot be reached or opened
         ├── StoreConflict                        an idempotency key or constraint was violated
+        │   ├── RunInUse                         another owner holds the run (claim_run)
+        │   └── StaleFence                       writes carried a fencing token that is stale
         └── SchemaError                          schema missing, too new, or a migration failed
 """
 
@@ -82,10 +84,12 @@ __all__ = [
     "ProviderServerError",
     "ProviderTimeout",
     "RestartIntensityExceeded",
+    "RunInUse",
     "RunNotFound",
     "RuntimeFailed",
     "SchemaError",
     "SendTimeout",
+    "StaleFence",
     "StoreConflict",
     "StoreError",
     "StoreUnavailable",
@@ -354,6 +358,38 @@ class StoreUnavailable(StoreError):
 
 class StoreConflict(StoreError):
     """A write violated a key or constraint that is not an idempotent replay."""
+
+
+class RunInUse(StoreConflict):
+    """Raised by ``claim_run`` when another owner holds the run and its lease has not expired.
+
+    ``run_id`` names the run and ``owner_id`` its current owner (the instance or executor
+    that claimed it). Nothing is changed.
+    """
+
+    def __init__(self, run_id: str, owner_id: str, message: str | None = None) -> None:
+        self.run_id = run_id
+        self.owner_id = owner_id
+        super().__init__(message or f"run {run_id!r} is in use by {owner_id!r}")
+
+
+class StaleFence(StoreConflict):
+    """Raised by ``Store.apply`` when operations carry a fencing token that is not the
+    run's current one: another owner has claimed the run since. The whole batch is refused.
+
+    ``stale`` lists ``(index, run_id)`` for every refused operation: its position in the
+    sequence given to ``apply``, and the run it writes (None for a task without a run). A
+    group committer drops exactly those operations and commits the others again.
+    """
+
+    def __init__(self, stale: Iterable[tuple[int, str | None]], message: str | None = None) -> None:
+        self.stale = tuple(stale)
+        runs = ", ".join(sorted({repr(run_id) for _, run_id in self.stale}))
+        super().__init__(message or f"stale fencing token for run {runs}: claimed by another owner")
+
+    def only(self, index: int) -> StaleFence:
+        """The refusal of the one operation at ``index`` (for its own waiter)."""
+        return StaleFence(pair for pair in self.stale if pair[0] == index)
 
 
 class SchemaError(StoreError):

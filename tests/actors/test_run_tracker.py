@@ -17,7 +17,13 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from promptactors._exceptions import ActorDead, InvalidInput, StoreConflict, StoreUnavailable
+from promptactors._exceptions import (
+    ActorDead,
+    InvalidInput,
+    StaleFence,
+    StoreConflict,
+    StoreUnavailable,
+)
 from promptactors.actors._run_tracker import (
     CommitBackoff,
     RunTracker,
@@ -181,6 +187,57 @@ async def test_a_conflict_reaches_only_its_waiter_and_the_others_commit(store_ur
         ids = {run.id for run in await store.list_runs(limit=100)}
         assert ids == {"taken", "ok-1", "ok-2", *(f"good-{i}" for i in range(20))}
         assert (await store.get_run("taken")).prompt_id == "p1"
+
+
+@pytest.mark.anyio
+async def test_a_stale_fence_fails_only_its_waiter_and_its_batch_commits_at_once(
+    store_url: str,
+) -> None:
+    """In one group commit, the op with a stale fence is refused to its own waiter with
+    StaleFence naming the run; every other instance's op commits, without bisection."""
+    async with opened(store_url) as base:
+        await base.apply([CreateRun("run-a"), *(CreateRun(f"run-{i}") for i in range(10))])
+        stale = await base.claim_run("run-a", "old-owner")
+        await base.release_run("run-a", "old-owner", stale)
+        current = await base.claim_run("run-a", "new-owner")
+        fences = {i: await base.claim_run(f"run-{i}", f"owner-{i}") for i in range(10)}
+        store = FlakyStore(base)
+        async with running(RunTracker(store, retry=FAST_RETRY)) as tracker:  # type: ignore[arg-type]
+            outcomes: dict[str, BaseException | None] = {}
+
+            async def persist(name: str, *ops: WriteOp) -> None:
+                try:
+                    await tracker.persist(*ops)
+                except StoreConflict as exc:
+                    outcomes[name] = exc
+                else:
+                    outcomes[name] = None
+
+            with anyio.fail_after(TIMEOUT):
+                async with anyio.create_task_group() as tg:
+                    # Hold the tracker in a retry so the ops below queue up as ONE batch.
+                    store.down = True
+                    tg.start_soon(persist, "blocker", CreateRun("blocker"))
+                    await until(lambda: store.apply_calls > 0)
+                    tg.start_soon(persist, "stale", UpdateRun("run-a", name="late", fence=stale))
+                    tg.start_soon(persist, "current", UpdateRun("run-a", name="new", fence=current))
+                    for i, fence in fences.items():
+                        tg.start_soon(
+                            persist, f"run-{i}", UpdateRun(f"run-{i}", name="x", fence=fence)
+                        )
+                    await until(lambda: tracker.ref.queued == 12)
+                    calls = store.apply_calls
+                    store.down = False
+                stats = await tracker.stats()
+        error = outcomes.pop("stale")
+        assert isinstance(error, StaleFence)
+        assert [run for _, run in error.stale] == ["run-a"]
+        assert "run-a" in str(error)
+        assert set(outcomes.values()) == {None}
+        assert stats.conflicts == 1
+        assert store.apply_calls - calls == 3  # the blocker, the refused batch, its rest
+        assert (await base.get_run("run-a")).name == "new"
+        assert {(await base.get_run(f"run-{i}")).name for i in range(10)} == {"x"}
 
 
 @pytest.mark.anyio

@@ -362,6 +362,43 @@ async def test_an_instance_can_continue_an_existing_run(start: StartRuntime) -> 
 
 
 @pytest.mark.anyio
+async def test_a_run_is_continued_by_at_most_one_live_instance(start: StartRuntime) -> None:
+    """Two concurrent starts on one run: one succeeds, the other gets RunInUse; once the
+    first instance stops, the run can be continued again."""
+    from promptactors import RunInUse
+
+    async with start() as rt:
+        first = await rt.start_instance(prompt=PROMPT, variables={"place": "Pune"})
+        run_id = (await first.execute("one")).run_id or ""
+        await first.stop()
+        started: list[Any] = []
+        refused: list[RunInUse] = []
+
+        async def continue_run() -> None:
+            try:
+                started.append(
+                    await rt.start_instance(prompt=PROMPT, variables={"place": "x"}, run_id=run_id)
+                )
+            except RunInUse as exc:
+                refused.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(continue_run)
+            tg.start_soon(continue_run)
+        assert (len(started), len(refused)) == (1, 1)
+        assert refused[0].run_id == run_id
+        assert refused[0].owner_id == started[0].instance_id
+        assert (await rt.store.get_run(run_id)).owner_id == started[0].instance_id
+        with pytest.raises(RunInUse, match=run_id):
+            await rt.start_instance(prompt=PROMPT, run_id=run_id)
+        await started[0].stop()
+        assert (await rt.store.get_run(run_id)).owner_id is None
+        again = await rt.start_instance(prompt=PROMPT, variables={"place": "x"}, run_id=run_id)
+        assert (await again.execute("two")).run_id == run_id
+        await again.stop()
+
+
+@pytest.mark.anyio
 async def test_actions_resolve_brokers_with_the_documented_precedence(start: StartRuntime) -> None:
     """User > hardcoded > broker > scoped > default, and brokers are counted."""
     async with start() as rt:

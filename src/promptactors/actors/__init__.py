@@ -27,6 +27,8 @@ from ._instance_home import EngineContext as EngineContext
 from ._instance_home import InstanceHome as InstanceHome
 from ._instance_home import InstanceSpec as InstanceSpec
 from ._instance_home import TurnRetry as TurnRetry
+from ._ownership import RunClaim as RunClaim
+from ._ownership import released_on_error as released_on_error
 from ._recovery import RecoveryReport as RecoveryReport
 from ._recovery import recover as recover
 from ._registry import InstanceRegistry as InstanceRegistry
@@ -59,6 +61,7 @@ __all__ = [
     "PromptCache",
     "PromptCacheClient",
     "RecoveryReport",
+    "RunClaim",
     "RunTracker",
     "RunTrackerClient",
     "ScopedVariablesCache",
@@ -72,6 +75,7 @@ __all__ = [
     "instance_registry_actor",
     "prompt_definition_from_record",
     "recover",
+    "released_on_error",
     "resolve_brokers",
     "run_tracker_actor",
 ]

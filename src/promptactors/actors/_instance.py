@@ -194,6 +194,8 @@ class InstanceActor(Actor[InstanceCommand]):
                     error=state.core.error if failed else None,
                 )
             )
+        if home.claim is not None:  # after the run's last write: the next owner sees it
+            await home.claim.release()
         registry = self.engine.registry
         if registry is not None:
             await registry.unregister(self.state.instance_id)

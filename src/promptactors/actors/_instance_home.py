@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..providers import PriceTable, Provider
     from ..state import InstanceState
     from ..store import WriteOp
+    from ._ownership import RunClaim
     from ._turns import Subscription, TurnTicket
 
 __all__ = [
@@ -123,6 +124,7 @@ class InstanceHome:
     """An instance's memory outside its incarnations (the supervisor keeps it)."""
 
     __slots__ = (
+        "claim",
         "crashes",
         "journal",
         "spec",
@@ -131,8 +133,9 @@ class InstanceHome:
         "ticket",
     )
 
-    def __init__(self, spec: InstanceSpec) -> None:
+    def __init__(self, spec: InstanceSpec, claim: RunClaim | None = None) -> None:
         self.spec = spec
+        self.claim = claim  # the run continued by this instance, released at its stop
         self.state: InstanceState | None = None
         self.journal: list[Event] = []
         self.ticket: TurnTicket | None = None

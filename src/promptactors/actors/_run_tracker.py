@@ -10,7 +10,9 @@ grow with load, with no timer per operation.
 Nothing accepted is dropped while the process lives: an unavailable store is retried with
 exponential backoff and jitter until it answers; an operation the store refuses
 (``StoreConflict``, an unknown run or task) is isolated by bisecting its batch, the rest
-is committed, and only that operation's waiter hears about it.
+is committed, and only that operation's waiter hears about it. Operations whose fencing
+token is stale need no bisection: the store lists every one of them (``StaleFence``), so
+they are refused to their own waiters and the rest of the batch is committed again at once.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .._exceptions import (
     InvalidInput,
     NotFound,
     SendTimeout,
+    StaleFence,
     StoreError,
     StoreUnavailable,
 )
@@ -133,6 +136,13 @@ class _Item:
             self.settled = True
             if self.group is not None:
                 self.group.done(error)
+
+
+def _stale_indexes(error: StaleFence, count: int) -> set[int]:
+    """The positions of the stale operations ``error`` lists (empty if the list does not
+    fit the batch: then bisection finds them)."""
+    stale = {index for index, _ in error.stale}
+    return stale if stale <= set(range(count)) else set()
 
 
 def _op_key(op: WriteOp) -> str:
@@ -315,6 +325,14 @@ class RunTracker(Actor[TrackerCommand]):
                 )
                 await anyio.sleep(delay)
             except (StoreError, NotFound) as exc:
+                if isinstance(exc, StaleFence) and (stale := _stale_indexes(exc, len(items))):
+                    # The store named every stale operation: refuse exactly those.
+                    for index in sorted(stale):
+                        self._refuse(items[index], exc.only(index))
+                    rest = [item for index, item in enumerate(items) if index not in stale]
+                    if rest:
+                        await self._commit(rest)
+                    return
                 # All or nothing: find the operation(s) refused and commit the others.
                 if len(items) == 1:
                     self._refuse(items[0], exc)
@@ -433,11 +451,12 @@ class RunTrackerClient:
         """Hand ``ops`` to the tracker and return once they are committed.
 
         Raises ``StoreConflict`` (or ``RunNotFound``/``NotFound``) when the store refuses
-        one of these operations — the others are committed; ``StoreUnavailable`` when they
-        are not committed within ``timeout`` seconds (if they were accepted they stay
-        queued and are still retried: the message says which); ``ActorDead`` if the
-        tracker is stopped, or stops before committing them. ``timeout=None`` waits
-        without limit.
+        one of these operations — the others are committed; ``StaleFence`` (a
+        ``StoreConflict``) names the run when an operation's fencing token is stale;
+        ``StoreUnavailable`` when they are not committed within ``timeout`` seconds (if
+        they were accepted they stay queued and are still retried: the message says
+        which); ``ActorDead`` if the tracker is stopped, or stops before committing them.
+        ``timeout=None`` waits without limit.
         """
         if ops:
             notes: list[BaseException] = []

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import InstanceNotFound, InvalidInput
+from .._exceptions import InstanceNotFound, InvalidInput, RunInUse
 from ..actors import (
     ActionCacheClient,
     InstanceActor,
@@ -25,8 +25,10 @@ from ..actors import (
     InstanceRegistryClient,
     InstanceSpec,
     PromptCacheClient,
+    RunClaim,
     RunTrackerClient,
     ScopedVariablesCacheClient,
+    released_on_error,
     resolve_brokers,
 )
 from ..kernel import ActorRef
@@ -122,7 +124,9 @@ class Runtime:
         values; ``settings`` override the prompt's model settings; ``run_id`` continues an
         existing run (its saved messages become the conversation); ``scope`` loads the
         user/org/project variables (cached 5 minutes). With ``auto_run`` the first turn
-        starts at once. Raises ``PromptNotFound``, ``RunNotFound``, ``InvalidInput``.
+        starts at once. Raises ``PromptNotFound``, ``RunNotFound``, ``InvalidInput``, and
+        ``RunInUse`` when another live instance continues ``run_id`` (the run is claimed in
+        the database until the instance stops).
         """
         return await self._start(
             prompt_id,
@@ -216,18 +220,22 @@ class Runtime:
         instance_id = instance_id or str(uuid.uuid4())
         history: tuple[ConversationMessage, ...] = ()
         run_name = None
+        scoped = ScopedValues()
+        if scope is not None:
+            scoped = await self.scoped.get(scope.user_id, scope.org_id, scope.project_id)
+        claim = None
         if run_id is not None:
             check_id("run_id", run_id)
             if not config.track_in_runs:
                 raise InvalidInput("run_id: continuing a run needs track_in_runs on")
-            if await self.registry.by_run(run_id) is not None:
-                raise InvalidInput(f"run_id: run {run_id!r} is already open in a live instance")
-            run = await self.store.get_run(run_id)
-            run_name = run.name
-            history = tuple(stored_message(run_id, m) for m in run.messages)
-        scoped = ScopedValues()
-        if scope is not None:
-            scoped = await self.scoped.get(scope.user_id, scope.org_id, scope.project_id)
+            if (live := await self.registry.by_run(run_id)) is not None:
+                raise RunInUse(run_id, live, f"run {run_id!r} is open in live instance {live!r}")
+            # The database claim is the truth: of concurrent starts on one run, one wins.
+            claim = await RunClaim.take(self.store, run_id, instance_id)
+            async with released_on_error(claim):
+                run = await self.store.get_run(run_id)
+                run_name = run.name
+                history = tuple(stored_message(run_id, m) for m in run.messages)
         spec = InstanceSpec(
             instance_id=instance_id,
             prompt=definition,
@@ -242,7 +250,7 @@ class Runtime:
             run_name=run_name,
             history=history,
         )
-        home = InstanceHome(spec)
+        home = InstanceHome(spec, claim)
         engine = self._engine
         child = ChildSpec(
             instance_id,
@@ -250,7 +258,8 @@ class Runtime:
             restart="transient",
             shutdown=10.0,
         )
-        ref = await self._instances().start_child(child)
+        async with released_on_error(claim):
+            ref = await self._instances().start_child(child)
         assert isinstance(ref, ActorRef)
         return InstanceHandle(instance_id, ref, self.settings)
 

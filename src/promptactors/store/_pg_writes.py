@@ -2,7 +2,9 @@
 
 Each kind of operation is one statement over arrays (``unnest``); the statement returns
 which keys it applied itself, and only the other operations (replays, repeated keys) are
-compared with the stored rows, raising ``StoreConflict`` when they differ.
+compared with the stored rows, raising ``StoreConflict`` when they differ. Fences are
+checked once the creates are in, before anything else is written, with the runs locked
+until the commit (``FOR NO KEY UPDATE``), so a concurrent claim waits for the batch.
 """
 
 from __future__ import annotations
@@ -10,31 +12,39 @@ from __future__ import annotations
 import itertools
 from typing import Any, Final
 
-from promptactors._exceptions import NotFound, RunNotFound, StoreConflict
+from promptactors._exceptions import NotFound, RunInUse, RunNotFound, StaleFence, StoreConflict
 
 from ._records import (
     CreateRun,
     CreateTask,
     FailTask,
+    Fenced,
     FinishTurn,
     InterruptTask,
+    Ownership,
     Plan,
     UpdateRun,
     dumps,
     plain,
+    stale_claim_message,
     task_conflict_message,
     task_op_settled,
 )
 
-__all__ = ["apply_batch"]
+__all__ = ["apply_batch", "own_run"]
 
 
-async def apply_batch(conn: Any, batch: Plan) -> None:
-    """Apply a planned batch on ``conn``, inside the caller's transaction."""
+async def apply_batch(conn: Any, batch: Plan, fences: Fenced) -> None:
+    """Apply a planned batch on ``conn``, inside the caller's transaction.
+
+    Raises ``StaleFence`` listing every operation whose fence is not its run's.
+    """
     if batch.create_runs:
         await _create_runs(conn, batch.create_runs)
     if batch.create_tasks:
         await _create_tasks(conn, batch.create_tasks)
+    if fences.by_run or fences.by_task:
+        await _check_fences(conn, fences)
     if batch.rest:
         await _rest(conn, batch.rest)
 
@@ -44,13 +54,14 @@ async def apply_batch(conn: Any, batch: Plan) -> None:
 # time, an unnested row a few us.
 _CREATE_RUNS: Final = """
 INSERT INTO ai_runs (id, prompt_id, prompt_source, instance_id, name, messages, variables,
-                     settings, message_count, executor_id, heartbeat_at)
+                     settings, message_count, executor_id, heartbeat_at, owner_id, fence)
 SELECT id, prompt_id, prompt_source, instance_id, name, messages::jsonb, variables::jsonb,
-       settings::jsonb, message_count, executor_id, now()
+       settings::jsonb, message_count, executor_id, now(), owner_id,
+       CASE WHEN owner_id IS NULL THEN 0 ELSE 1 END
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::integer[], $10::text[])
+            $8::text[], $9::integer[], $10::text[], $11::text[])
      WITH ORDINALITY AS d(id, prompt_id, prompt_source, instance_id, name, messages, variables,
-                          settings, message_count, executor_id, ord)
+                          settings, message_count, executor_id, owner_id, ord)
 ORDER BY ord
 ON CONFLICT (id) DO NOTHING
 RETURNING id
@@ -139,6 +150,83 @@ WHERE id = $1
 """
 
 
+_LOCK_FENCED_RUNS: Final = """
+SELECT id, fence FROM ai_runs
+WHERE id = ANY($1::text[]) OR id IN (SELECT run_id FROM ai_tasks WHERE id = ANY($2::text[]))
+ORDER BY id
+FOR NO KEY UPDATE
+"""
+
+
+async def _check_fences(conn: Any, fences: Fenced) -> None:
+    # A missing run or task is left to its operation (RunNotFound, NotFound); a task
+    # without a run has no fence to match.
+    task_ids = list({task_id for _, task_id, _ in fences.by_task})
+    run_ids = list({run_id for _, run_id, _ in fences.by_run})
+    current = {r[0]: r[1] for r in await conn.fetch(_LOCK_FENCED_RUNS, run_ids, task_ids)}
+    stale: list[tuple[int, str | None]] = [
+        (index, run_id)
+        for index, run_id, fence in fences.by_run
+        if run_id in current and current[run_id] != fence
+    ]
+    if task_ids:
+        runs_of = {
+            r[0]: r[1]
+            for r in await conn.fetch(
+                "SELECT id, run_id FROM ai_tasks WHERE id = ANY($1::text[])", task_ids
+            )
+        }
+        for index, task_id, fence in fences.by_task:
+            if task_id in runs_of and current.get(runs_of[task_id]) != fence:
+                stale.append((index, runs_of[task_id]))
+    if stale:
+        raise StaleFence(sorted(stale, key=lambda pair: pair[0]))
+
+
+async def own_run(pool: Any, op: Ownership) -> int:
+    """Apply a claim (returns the new fence), a release (1 if freed, else 0) or a renewal
+    (0) in one transaction, the run locked; see ``Store.claim_run`` for what raises."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT owner_id, fence, coalesce(lease_expires_at <= now(), false) AS expired"
+            " FROM ai_runs WHERE id = $1 FOR NO KEY UPDATE",
+            op.run_id,
+        )
+        if op.kind == "release":
+            if row is None or (row[0], row[1]) != (op.owner_id, op.fence):
+                return 0
+            await conn.execute(
+                "UPDATE ai_runs SET owner_id = NULL, lease_expires_at = NULL, updated_at = now()"
+                " WHERE id = $1",
+                op.run_id,
+            )
+            return 1
+        if row is None:
+            raise RunNotFound(op.run_id)
+        owner, fence, expired = row[0], row[1], row[2]
+        lease = "now() + $2::float8 * interval '1 second'"
+        if op.kind == "renew":
+            if (owner, fence) != (op.owner_id, op.fence):
+                raise StoreConflict(stale_claim_message(op, owner, fence))
+            await conn.execute(
+                f"UPDATE ai_runs SET lease_expires_at = {lease}, updated_at = now() WHERE id = $1",
+                op.run_id,
+                op.lease_seconds,
+            )
+            return 0
+        if owner is not None and owner != op.owner_id and not expired:
+            raise RunInUse(op.run_id, owner)
+        return int(
+            await conn.fetchval(
+                f"UPDATE ai_runs SET owner_id = $3, fence = fence + 1, lease_expires_at = {lease},"
+                " updated_at = now() WHERE id = $1 RETURNING fence",
+                op.run_id,
+                op.lease_seconds,
+                op.owner_id,
+            )
+        )
+
+
 def _unsettled(keys: list[str], applied: set[str]) -> list[int]:
     """Indexes of the operations a statement did not apply itself (replays, or repeats of a
     key earlier in the batch): only these need checking against the stored rows."""
@@ -169,6 +257,7 @@ async def _create_runs(conn: Any, ops: list[CreateRun]) -> None:
             dumps(dict(op.settings)),
             len(op.messages),
             op.executor_id,
+            op.owner_id,
         )
         for op in ops
     ]

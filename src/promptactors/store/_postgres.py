@@ -36,13 +36,14 @@ from promptactors._exceptions import (
 from .._backend import AsyncioRunner
 from ._base import StoreBase
 from ._migrations import ADVISORY_LOCK_KEY, latest_version, load_migrations
-from ._pg_writes import apply_batch
+from ._pg_writes import apply_batch, own_run
 from ._records import (
     PROMPT_SOURCES,
     SCOPE_COLUMNS,
     SCOPE_TABLES,
     SCOPES,
     ActionRecord,
+    Ownership,
     PromptRecord,
     PromptSource,
     RunRecord,
@@ -55,6 +56,7 @@ from ._records import (
     check_choice,
     check_id,
     dumps,
+    fenced,
     plan,
 )
 from ._rows import (
@@ -428,15 +430,18 @@ class PostgresStore(StoreBase):
 
     async def apply(self, ops: Sequence[WriteOp]) -> None:
         """Commit many write operations in one transaction, grouped into pipelined statements."""
-        batch = plan(ops)
+        batch, fences = plan(ops), fenced(ops)
         if not ops:
             return
 
         async def run() -> None:
             async with self._db.acquire() as conn, conn.transaction():
-                await apply_batch(conn, batch)
+                await apply_batch(conn, batch, fences)
 
         await self._call(f"commit a batch of {len(ops)} writes", run)
+
+    async def _own(self, op: Ownership) -> int:
+        return await self._call(f"{op.kind} run {op.run_id!r}", lambda: own_run(self._db, op))
 
     async def get_run(self, run_id: str) -> RunRecord:
         """Read one run. Raises ``RunNotFound``."""

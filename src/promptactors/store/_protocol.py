@@ -125,6 +125,14 @@ class Store(Protocol):
         Creates are applied first (runs, then tasks), then the other operations in the
         given order. All or nothing: on ``StoreConflict``, ``RunNotFound`` or ``NotFound``
         (an unknown task) the message names the key and nothing of the batch is kept.
+
+        Operations with a ``fence`` apply only while it is their run's current fencing
+        token (the run a task operation writes is its task's). Fences are checked after
+        the creates and before anything else; if any is stale the batch is refused with
+        ``StaleFence``, whose ``stale`` lists the position in ``ops`` and the run of EVERY
+        stale operation, so a group committer can drop exactly those and commit the rest
+        again (as the run tracker does). A claim cannot slip between the check and the
+        writes: the runs checked stay locked until the commit.
         """
         ...
 
@@ -196,6 +204,34 @@ class Store(Protocol):
 
         The runs now name ``executor_id`` with a fresh heartbeat. On PostgreSQL the claim is
         atomic and concurrent claimers never get the same run (``FOR UPDATE SKIP LOCKED``).
+        """
+        ...
+
+    async def claim_run(
+        self, run_id: str, owner_id: str, *, lease_seconds: float | None = None
+    ) -> int:
+        """Claim run ``run_id`` for ``owner_id`` (an instance or executor id); return the
+        new fencing token, larger than any the run had.
+
+        The claim holds until released, or with ``lease_seconds`` until that many seconds
+        pass without a renewal. A run that is free, already held by ``owner_id``, or whose
+        lease has expired is taken; claiming is atomic, so of many concurrent claimers
+        exactly one wins. Raises ``RunInUse`` naming the run and its owner if another
+        owner holds it, ``RunNotFound`` for an unknown run, ``InvalidInput`` for a bad id
+        or a lease that is not a positive number.
+        """
+        ...
+
+    async def release_run(self, run_id: str, owner_id: str, fence: int) -> bool:
+        """Free run ``run_id`` if ``owner_id`` still holds it with ``fence``; return whether
+        it did (False also for an unknown run). The fence is kept: the next claim grows it.
+        """
+        ...
+
+    async def renew_run(self, run_id: str, owner_id: str, fence: int, lease_seconds: float) -> None:
+        """Make the claim of ``owner_id`` on ``run_id`` a lease ending ``lease_seconds`` from
+        now. Raises ``StoreConflict`` if the run is no longer held with ``fence`` (another
+        owner took it over, or it was released), ``RunNotFound`` for an unknown run.
         """
         ...
 

@@ -8,6 +8,7 @@ when built (``InvalidInput``), so a bad operation never reaches a transaction.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias, get_args
 
@@ -80,6 +81,23 @@ def check_choice(value: object, choices: tuple[str, ...], what: str) -> None:
 def _check_count(value: object, what: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise InvalidInput(f"{what} must be a non-negative integer, got {value!r}")
+
+
+def _check_fence(value: object, what: str) -> None:
+    if value is not None:
+        _check_count(value, what)
+
+
+def check_lease(value: object, what: str = "lease_seconds") -> float:
+    """Return ``value`` if it is a usable lease length in seconds, else ``InvalidInput``."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not value > 0
+        or math.isinf(value)
+    ):
+        raise InvalidInput(f"{what} must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def _check_json(value: object, what: str) -> None:
@@ -197,7 +215,10 @@ class RunRecord:
     """A run (table ``ai_runs``): one tracked conversation and its totals.
 
     ``executor_id`` is the runtime process that owns the run and ``heartbeat_at`` when it
-    last said it was alive; ``version`` grows by one with every change.
+    last said it was alive; ``version`` grows by one with every change of its content.
+    ``owner_id`` is who continues the run (None when free), ``fence`` its fencing token
+    (grows with every claim; 0 if never claimed) and ``lease_expires_at`` when the claim
+    may be taken over (None: held until released).
     """
 
     id: str
@@ -213,6 +234,9 @@ class RunRecord:
     error: str | None = None
     executor_id: str | None = None
     version: int = 1
+    owner_id: str | None = None
+    fence: int = 0
+    lease_expires_at: datetime | None = field(default=None, compare=False)
     heartbeat_at: datetime | None = field(default=None, compare=False)
     created_at: datetime | None = field(default=None, compare=False)
     updated_at: datetime | None = field(default=None, compare=False)
@@ -265,7 +289,8 @@ class CreateRun:
     """Create a run with status ``running``.
 
     ``run_id`` is an idempotency key: replaying the operation is a no-op, but a replay
-    naming another prompt, prompt source or instance raises ``StoreConflict``.
+    naming another prompt, prompt source or instance raises ``StoreConflict``. With an
+    ``owner_id`` the new run is claimed by it with fence 1 (see ``Store.claim_run``).
     """
 
     run_id: str
@@ -277,9 +302,11 @@ class CreateRun:
     variables: Mapping[str, Any] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
     executor_id: str | None = None
+    owner_id: str | None = None
 
     def __post_init__(self) -> None:
         check_id(self.run_id, "run id")
+        _check_optional_id(self.owner_id, f"owner id of run {self.run_id!r}")
         _check_optional_id(self.prompt_id, f"prompt id of run {self.run_id!r}")
         _check_optional_id(self.instance_id, f"instance id of run {self.run_id!r}")
         _check_optional_id(self.executor_id, f"executor id of run {self.run_id!r}")
@@ -299,7 +326,9 @@ class CreateTask:
 
     ``task_id`` is an idempotency key: a replay with the same run, attempt, provider, model
     and request is a no-op, any other raises ``StoreConflict``. ``run_id`` must name an
-    existing run (``RunNotFound``) or be None for an untracked call.
+    existing run (``RunNotFound``) or be None for an untracked call (then without a fence).
+    With a ``fence``, the operation applies only while it is its run's current fencing
+    token; otherwise ``Store.apply`` refuses its batch with ``StaleFence``.
     """
 
     task_id: str
@@ -309,10 +338,14 @@ class CreateTask:
     request: Sequence[Mapping[str, Any]] = ()
     attempt: int = 1
     instance_id: str | None = None
+    fence: int | None = None
 
     def __post_init__(self) -> None:
         check_id(self.task_id, "task id")
         _check_optional_id(self.run_id, f"run id of task {self.task_id!r}")
+        _check_fence(self.fence, f"fence of task {self.task_id!r}")
+        if self.fence is not None and self.run_id is None:
+            raise InvalidInput(f"task {self.task_id!r} has a fence but no run to fence")
         _check_optional_id(self.instance_id, f"instance id of task {self.task_id!r}")
         if not isinstance(self.attempt, int) or self.attempt < 1:
             raise InvalidInput(
@@ -334,6 +367,8 @@ class FinishTurn:
     added to the run's totals once: finishing a completed task again with the same output
     is a no-op, with another output (or finishing a failed or interrupted task) raises
     ``StoreConflict``. ``run_status`` optionally ends the run too.
+    With a ``fence``, the operation applies only while it is its run's current fencing
+    token; otherwise ``Store.apply`` refuses its batch with ``StaleFence``.
     """
 
     task_id: str
@@ -348,9 +383,11 @@ class FinishTurn:
     total_time: float | None = None
     finish_reason: str | None = None
     run_status: RunStatus | None = None
+    fence: int | None = None
 
     def __post_init__(self) -> None:
         check_id(self.task_id, "task id")
+        _check_fence(self.fence, f"fence of task {self.task_id!r}")
         for name in ("input_tokens", "output_tokens", "cached_tokens"):
             _check_count(getattr(self, name), f"{name} of task {self.task_id!r}")
         if self.run_status is not None:
@@ -365,15 +402,19 @@ class FailTask:
 
     A replay with the same error is a no-op; failing a completed or interrupted task, or
     with another error, raises ``StoreConflict``.
+    With a ``fence``, the operation applies only while it is its run's current fencing
+    token; otherwise ``Store.apply`` refuses its batch with ``StaleFence``.
     """
 
     task_id: str
     error: str
     response_text: str = ""
     total_time: float | None = None
+    fence: int | None = None
 
     def __post_init__(self) -> None:
         check_id(self.task_id, "task id")
+        _check_fence(self.fence, f"fence of task {self.task_id!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,19 +424,27 @@ class InterruptTask:
     Interrupting an interrupted task again is a no-op when its stored output is a prefix of
     ``response_text`` (the longer output is kept), and ``StoreConflict`` otherwise, as is
     interrupting a completed or failed task.
+    With a ``fence``, the operation applies only while it is its run's current fencing
+    token; otherwise ``Store.apply`` refuses its batch with ``StaleFence``.
     """
 
     task_id: str
     response_text: str = ""
     error: str | None = "interrupted"
+    fence: int | None = None
 
     def __post_init__(self) -> None:
         check_id(self.task_id, "task id")
+        _check_fence(self.fence, f"fence of task {self.task_id!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class UpdateRun:
-    """Set the given fields of a run (None leaves a field alone). ``RunNotFound`` if absent."""
+    """Set the given fields of a run (None leaves a field alone). ``RunNotFound`` if absent.
+
+    With a ``fence``, the operation applies only while it is its run's current fencing
+    token; otherwise ``Store.apply`` refuses its batch with ``StaleFence``.
+    """
 
     run_id: str
     status: RunStatus | None = None
@@ -403,9 +452,11 @@ class UpdateRun:
     name: str | None = None
     messages: Sequence[Mapping[str, Any]] | None = None
     variables: Mapping[str, Any] | None = None
+    fence: int | None = None
 
     def __post_init__(self) -> None:
         check_id(self.run_id, "run id")
+        _check_fence(self.fence, f"fence of run {self.run_id!r}")
         if self.status is not None:
             check_choice(self.status, RUN_STATUSES, f"status of run {self.run_id!r}")
         _check_json(
@@ -446,6 +497,53 @@ def plan(ops: Sequence[WriteOp]) -> Plan:
             result.rest.append(op)
         else:
             raise InvalidInput(f"not a write operation: {op!r}")
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """A claim, release or renewal of a run's ownership, as adapters apply it.
+
+    Built by ``StoreBase`` from the arguments of ``claim_run``, ``release_run`` and
+    ``renew_run`` once they are validated; ``fence`` is None for a claim.
+    """
+
+    kind: Literal["claim", "release", "renew"]
+    run_id: str
+    owner_id: str
+    fence: int | None = None
+    lease_seconds: float | None = None
+
+
+def stale_claim_message(op: Ownership, owner: str | None, fence: int) -> str:
+    """Why renewing with ``op`` is refused: the run is held by ``owner`` with ``fence``."""
+    held = "it is free" if owner is None else f"it is held by {owner!r} with fence {fence}"
+    return f"cannot renew run {op.run_id!r} for {op.owner_id!r} with stale fence {op.fence}: {held}"
+
+
+class Fenced(NamedTuple):
+    """The operations of a batch that carry a fence, by where their run is found.
+
+    ``by_run`` holds ``(index, run_id, fence)`` (the run is named by the operation),
+    ``by_task`` holds ``(index, task_id, fence)`` (the run is the task's). ``index`` is the
+    operation's position in the sequence given to ``apply``.
+    """
+
+    by_run: list[tuple[int, str, int]]
+    by_task: list[tuple[int, str, int]]
+
+
+def fenced(ops: Sequence[WriteOp]) -> Fenced:
+    """The fenced operations of ``ops`` (see :class:`Fenced`)."""
+    result = Fenced([], [])
+    for index, op in enumerate(ops):
+        if isinstance(op, CreateRun) or op.fence is None:
+            continue
+        if isinstance(op, UpdateRun | CreateTask):
+            assert op.run_id is not None  # a fenced CreateTask names its run
+            result.by_run.append((index, op.run_id, op.fence))
+        else:
+            result.by_task.append((index, op.task_id, op.fence))
     return result
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from promptactors._exceptions import (
@@ -34,6 +33,7 @@ from ._records import (
     SCOPE_TABLES,
     SCOPES,
     ActionRecord,
+    Ownership,
     PromptRecord,
     PromptSource,
     RunRecord,
@@ -46,6 +46,7 @@ from ._records import (
     check_choice,
     check_id,
     dumps,
+    fenced,
     plan,
 )
 from ._rows import (
@@ -57,7 +58,8 @@ from ._rows import (
     run_from_row,
     task_from_row,
 )
-from ._sqlite_writes import apply_batch
+from ._sqlite_writes import apply_batch, own_run, shifted
+from ._sqlite_writes import now as _now
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -67,14 +69,6 @@ __all__ = ["SqliteStore"]
 T = TypeVar("T")
 
 _CHUNK: Final = 500  # ids per IN (...) list, well under SQLite's parameter limit
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _ago(seconds: float) -> str:
-    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="microseconds")
 
 
 def _marks(n: int) -> str:
@@ -435,14 +429,18 @@ class SqliteStore(StoreBase):
 
     async def apply(self, ops: Sequence[WriteOp]) -> None:
         """Commit many write operations in one transaction (BEGIN IMMEDIATE ... COMMIT)."""
-        batch = plan(ops)
+        batch, fences = plan(ops), fenced(ops)
         if not ops:
             return
 
         def run(conn: sqlite3.Connection) -> None:
-            apply_batch(conn, batch, _now())
+            apply_batch(conn, batch, fences, _now())
 
         await self._call(f"commit a batch of {len(ops)} writes", self._transaction, run)
+
+    async def _own(self, op: Ownership) -> int:
+        fn = functools.partial(own_run, op=op)
+        return await self._call(f"{op.kind} run {op.run_id!r}", self._transaction, fn)
 
     async def get_run(self, run_id: str) -> RunRecord:
         """Read one run. Raises ``RunNotFound``."""
@@ -522,7 +520,7 @@ class SqliteStore(StoreBase):
             args.append(executor_id)
         if stale_after is not None:
             where.append("heartbeat_at < ?")
-            args.append(_ago(stale_after))
+            args.append(shifted(-stale_after))
         runs_sql = "SELECT * FROM ai_runs WHERE " + " AND ".join(where) + " ORDER BY created_at, id"
         task_sql = (
             "SELECT * FROM ai_tasks WHERE status = 'running' AND (run_id IN"
@@ -552,7 +550,7 @@ class SqliteStore(StoreBase):
                 for r in conn.execute(
                     "SELECT id FROM ai_runs WHERE status = 'running' AND heartbeat_at < ?"
                     " ORDER BY heartbeat_at LIMIT ?",
-                    (_ago(stale_after), limit),
+                    (shifted(-stale_after), limit),
                 )
             ]
             if not ids:

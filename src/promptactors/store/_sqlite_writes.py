@@ -2,24 +2,31 @@
 
 SQLite is in-process, so each operation is a few statements; a replay is detected by
 ``ON CONFLICT DO NOTHING`` (or the task's status) and compared with the stored row.
+Fences are checked once the creates are in, before anything else is written: every stale
+operation is listed in one ``StaleFence``. The store's single writer (``BEGIN IMMEDIATE``)
+keeps a claim from slipping between the check and the writes.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from promptactors._exceptions import NotFound, RunNotFound, StoreConflict
+from promptactors._exceptions import NotFound, RunInUse, RunNotFound, StaleFence, StoreConflict
 
 from ._records import (
     CreateRun,
     CreateTask,
     FailTask,
+    Fenced,
     FinishTurn,
     InterruptTask,
+    Ownership,
     Plan,
     UpdateRun,
     dumps,
     plain,
+    stale_claim_message,
     task_conflict_message,
     task_op_settled,
 )
@@ -28,15 +35,67 @@ from ._rows import SQLITE
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["apply_batch"]
+__all__ = ["apply_batch", "now", "own_run", "shifted"]
 
 
-def apply_batch(conn: sqlite3.Connection, batch: Plan, now: str) -> None:
-    """Apply a planned batch on ``conn``, inside the caller's transaction."""
+def now() -> str:
+    """The current UTC time as stored: ISO-8601 text with microseconds (sorts as text)."""
+    return shifted(0.0)
+
+
+def shifted(seconds: float) -> str:
+    """The UTC time ``seconds`` from now (negative: ago), as stored."""
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="microseconds")
+
+
+def own_run(conn: sqlite3.Connection, op: Ownership) -> int:
+    """Apply a claim (returns the new fence), a release (1 if freed, else 0) or a renewal
+    (0) inside the caller's write transaction; see ``Store.claim_run`` for what raises."""
+    at = now()
+    row = conn.execute(
+        "SELECT owner_id, fence, lease_expires_at FROM ai_runs WHERE id = ?", (op.run_id,)
+    ).fetchone()
+    if op.kind == "release":
+        if row is None or (row[0], row[1]) != (op.owner_id, op.fence):
+            return 0
+        conn.execute(
+            "UPDATE ai_runs SET owner_id = NULL, lease_expires_at = NULL, updated_at = ?"
+            " WHERE id = ?",
+            (at, op.run_id),
+        )
+        return 1
+    if row is None:
+        raise RunNotFound(op.run_id)
+    owner, fence, expires = row[0], row[1], row[2]
+    lease = None if op.lease_seconds is None else shifted(op.lease_seconds)
+    if op.kind == "renew":
+        if (owner, fence) != (op.owner_id, op.fence):
+            raise StoreConflict(stale_claim_message(op, owner, fence))
+        conn.execute(
+            "UPDATE ai_runs SET lease_expires_at = ?, updated_at = ? WHERE id = ?",
+            (lease, at, op.run_id),
+        )
+        return 0
+    if owner is not None and owner != op.owner_id and (expires is None or expires > at):
+        raise RunInUse(op.run_id, owner)
+    conn.execute(
+        "UPDATE ai_runs SET owner_id = ?, fence = fence + 1, lease_expires_at = ?,"
+        " updated_at = ? WHERE id = ?",
+        (op.owner_id, lease, at, op.run_id),
+    )
+    return int(fence) + 1
+
+
+def apply_batch(conn: sqlite3.Connection, batch: Plan, fences: Fenced, now: str) -> None:
+    """Apply a planned batch on ``conn``, inside the caller's transaction.
+
+    Raises ``StaleFence`` listing every operation whose fence is not its run's.
+    """
     for create_run in batch.create_runs:
         _create_run(conn, create_run, now)
     for create_task in batch.create_tasks:
         _create_task(conn, create_task, now)
+    _check_fences(conn, fences)
     for op in batch.rest:
         if isinstance(op, UpdateRun):
             _update_run(conn, op, now)
@@ -47,8 +106,9 @@ def apply_batch(conn: sqlite3.Connection, batch: Plan, now: str) -> None:
 def _create_run(conn: sqlite3.Connection, op: CreateRun, now: str) -> None:
     inserted = conn.execute(
         "INSERT INTO ai_runs (id, prompt_id, prompt_source, instance_id, name, messages,"
-        " variables, settings, message_count, executor_id, heartbeat_at, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        " variables, settings, message_count, executor_id, heartbeat_at, created_at, updated_at,"
+        " owner_id, fence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO NOTHING",
         (
             op.run_id,
             op.prompt_id,
@@ -63,6 +123,8 @@ def _create_run(conn: sqlite3.Connection, op: CreateRun, now: str) -> None:
             now,
             now,
             now,
+            op.owner_id,
+            0 if op.owner_id is None else 1,
         ),
     ).rowcount
     if not inserted:
@@ -71,6 +133,26 @@ def _create_run(conn: sqlite3.Connection, op: CreateRun, now: str) -> None:
         ).fetchone()
         if tuple(row) != op.identity():
             raise StoreConflict(f"run {op.run_id!r} already exists with another prompt or instance")
+
+
+def _check_fences(conn: sqlite3.Connection, fences: Fenced) -> None:
+    # A missing run or task is left to its operation (RunNotFound, NotFound); a task
+    # without a run has no fence to match.
+    stale: list[tuple[int, str | None]] = []
+    for index, run_id, fence in fences.by_run:
+        row = conn.execute("SELECT fence FROM ai_runs WHERE id = ?", (run_id,)).fetchone()
+        if row is not None and row[0] != fence:
+            stale.append((index, run_id))
+    for index, task_id, fence in fences.by_task:
+        row = conn.execute(
+            "SELECT t.run_id, r.fence FROM ai_tasks t LEFT JOIN ai_runs r ON r.id = t.run_id"
+            " WHERE t.id = ?",
+            (task_id,),
+        ).fetchone()
+        if row is not None and row[1] != fence:
+            stale.append((index, row[0]))
+    if stale:
+        raise StaleFence(sorted(stale, key=lambda pair: pair[0]))
 
 
 def _create_task(conn: sqlite3.Connection, op: CreateTask, now: str) -> None:

@@ -1,0 +1,13 @@
+-- promptactors schema, version 2 (PostgreSQL): run ownership.
+-- A run is continued by at most one owner (an instance, later an executor). owner_id is
+-- NULL when the run is free; fence is the fencing token, grown by every claim or takeover
+-- (0 for a run never claimed); lease_expires_at NULL means held until released, a time
+-- means a lease another owner may take over once it has passed.
+
+ALTER TABLE ai_runs ADD COLUMN IF NOT EXISTS owner_id text;
+ALTER TABLE ai_runs ADD COLUMN IF NOT EXISTS fence bigint NOT NULL DEFAULT 0;
+ALTER TABLE ai_runs ADD COLUMN IF NOT EXISTS lease_expires_at timestamptz;
+
+-- reclaiming expired leases scans only the runs under a lease
+CREATE INDEX IF NOT EXISTS ai_runs_lease ON ai_runs (lease_expires_at)
+    WHERE lease_expires_at IS NOT NULL;
