@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 
-from .._prompt_files import load_prompt_file
+from .. import load_prompt_file
 from ..store import PromptMessageRow, PromptRecord, VariableDefaultRow, open_store
 from ._common import DatabaseOption, run_async, settings_from
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .._exceptions import PromptActorsError
+from .. import PromptActorsError
 from ._bench import bench_app
 from ._common import use_config_file
 from ._db import db_app
@@ -57,7 +57,7 @@ def _root(
 @app.command()
 def version() -> None:
     """Print the installed version."""
-    from .._version import __version__
+    from .. import __version__
 
     typer.echo(__version__)
 

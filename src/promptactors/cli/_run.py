@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .. import NotFound, open_runtime
-from .._prompt_files import load_prompt_file
+from .. import NotFound, load_prompt_file, open_runtime
 from ._common import (
     DatabaseOption,
     LatencyOption,
