@@ -230,3 +230,17 @@ def test_a_config_directory_is_not_a_file() -> None:
 
     with pytest.raises(ConfigurationError, match=r"config file 'conf.d' \(from --config\) is not"):
         RuntimeSettings.load("conf.d")
+
+
+def test_the_readme_sample_config_file_loads() -> None:
+    """The sample ``promptactors.toml`` of README.md's Configuration section is valid."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Configuration") :]
+    sample = section[section.index("```toml\n") + 8 : section.index("```\n", 10)]
+    write_config(sample)
+
+    settings = RuntimeSettings.load()
+
+    assert settings.provider == "local"
+    assert set(settings.endpoints) == {"local", "anthropic"}
+    assert settings.prices == {"llama-3.1-8b": {"input": 0.05, "output": 0.08}}
