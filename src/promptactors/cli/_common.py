@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from contextvars import ContextVar
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
@@ -9,9 +12,11 @@ import typer
 from pydantic import ValidationError
 
 from .. import ConfigurationError, InvalidInput, RuntimeSettings
+from ..providers import EndpointConfig
+from ..state import find_variables
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 T = TypeVar("T")
 
@@ -32,16 +37,57 @@ LatencyOption = Annotated[
     float | None, typer.Option("--latency", help="Simulated provider: seconds between tokens.")
 ]
 
+# The global --config FILE, set by the root callback before any command runs.
+_config_file: ContextVar[Path | None] = ContextVar("config_file", default=None)
 
-def settings_from(**overrides: Any) -> RuntimeSettings:
-    """Runtime settings from the environment, with the command's options on top."""
-    values = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return RuntimeSettings(**values)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error.get("loc", ())) or "settings"
-        raise ConfigurationError(f"{where}: {error.get('msg', 'invalid')}") from exc
+
+def use_config_file(path: Path | None) -> None:
+    """Read settings from ``path`` (the global ``--config``) instead of the usual file."""
+    _config_file.set(path)
+
+
+def settings_from(**flags: Any) -> RuntimeSettings:
+    """Runtime settings: the command's flags > ``PROMPTACTORS_*`` > config file > defaults.
+
+    A command that runs prompts (it passes ``provider``) also has its endpoints checked
+    and a model refused with the simulated provider, which has none. Raises
+    ``ConfigurationError`` in one line naming the flag, variable or file key at fault.
+    """
+    settings = RuntimeSettings.load(_config_file.get(), **flags)
+    if "provider" in flags:
+        _check_endpoints(settings)
+        _check_model(settings)
+    return settings
+
+
+def _check_endpoints(settings: RuntimeSettings) -> None:
+    for name, config in settings.endpoints.items():
+        try:
+            EndpointConfig.model_validate(config)
+        except ValidationError as exc:
+            problems = "; ".join(_problem(error) for error in exc.errors())
+            source = settings.source_of("endpoints")
+            raise ConfigurationError(f"{source}: endpoints.{name}: {problems}") from exc
+
+
+def _problem(error: Any) -> str:
+    loc = ".".join(str(part) for part in error.get("loc", ()))
+    if error.get("type") == "extra_forbidden":
+        close = difflib.get_close_matches(loc, list(EndpointConfig.model_fields), n=1)
+        return f"unknown key {loc!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    return f"{loc}: {error.get('msg', 'invalid')}"
+
+
+def _check_model(settings: RuntimeSettings) -> None:
+    if settings.provider != "simulated" or settings.model in (None, "simulated"):
+        return
+    source = settings.source_of("model")
+    source = "--model" if source == "the command line" else source
+    endpoints = ", ".join(settings.endpoints) or "none configured"
+    raise ConfigurationError(
+        f"model {settings.model!r} (from {source}) needs a real provider: the simulated "
+        f"provider has no models; choose one with --provider (endpoints: {endpoints})"
+    )
 
 
 def parse_vars(pairs: list[str] | None) -> dict[str, str]:
@@ -53,6 +99,22 @@ def parse_vars(pairs: list[str] | None) -> dict[str, str]:
             raise InvalidInput(f"--var {pair!r}: write it as name=value")
         values[name.strip()] = value
     return values
+
+
+def check_vars(
+    values: Mapping[str, str], prompt_id: str, texts: Iterable[str], declared: Iterable[str]
+) -> None:
+    """Refuse ``--var`` names the prompt neither declares nor uses in its ``texts``."""
+    known = list(dict.fromkeys([*declared, *(name for t in texts for name in find_variables(t))]))
+    unknown = [name for name in values if name not in known]
+    if not unknown:
+        return
+    problems = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(f"--var {name!r}: prompt {prompt_id!r} has no such variable{hint}")
+    raise InvalidInput(f"{'; '.join(problems)}; its variables: {', '.join(known) or 'none'}")
 
 
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.console import Console
 
 from .. import PromptActorsError, __version__
 from ._bench import bench_app
+from ._common import use_config_file
 from ._db import db_app
 from ._load import load
 from ._logging import LEVELS, configure_logging
@@ -38,7 +40,15 @@ def _root(
     log_json: Annotated[
         bool, typer.Option("--log-json", help="Log JSON lines instead of text.")
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="A TOML config file (default: PROMPTACTORS_CONFIG, else ./promptactors.toml).",
+        ),
+    ] = None,
 ) -> None:
+    use_config_file(config)
     if log_level.lower() not in LEVELS:
         raise typer.BadParameter(f"choose one of {', '.join(LEVELS)}", param_hint="--log-level")
     configure_logging(log_level.lower(), json=log_json)
