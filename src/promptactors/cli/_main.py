@@ -11,6 +11,7 @@ from rich.console import Console
 from .._exceptions import PromptActorsError
 from ._bench import bench_app
 from ._db import db_app
+from ._init import init
 from ._load import load
 from ._logging import LEVELS, configure_logging
 from ._run import run
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 app.add_typer(db_app, name="db")
+app.command()(init)
 app.command()(run)
 app.command()(load)
 
