@@ -13,6 +13,7 @@ from .. import PromptActorsError, __version__
 from ._bench import bench_app
 from ._common import use_config_file
 from ._db import db_app
+from ._init import init
 from ._load import load
 from ._logging import LEVELS, configure_logging
 from ._run import run
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 app.add_typer(db_app, name="db")
+app.command()(init)
 app.command()(run)
 app.command()(load)
 
