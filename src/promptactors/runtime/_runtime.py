@@ -51,7 +51,7 @@ from ..actors._caches import (
     ScopedVariablesCache,
     ScopedVariablesCacheClient,
 )
-from ..actors._instance import (
+from ..actors import (
     EngineContext,
     InstanceActor,
     InstanceHome,
