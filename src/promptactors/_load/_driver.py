@@ -227,9 +227,9 @@ async def run_load(
 
     cpu_start = time.process_time()
     started_at = datetime.now(UTC)
-    live._began = began  # noqa: SLF001 - the monitor belongs to this module
+    live._began = began
     with anyio.CancelScope() as scope:
-        live._scope = scope  # noqa: SLF001
+        live._scope = scope
         if live.stopped:
             scope.cancel()
         async with anyio.create_task_group() as tg:
@@ -240,7 +240,7 @@ async def run_load(
                 if interval:
                     next_at += interval
                     await anyio.sleep(max(0.0, next_at - anyio.current_time()))
-    live._scope = None  # noqa: SLF001
+    live._scope = None
     wall = clock() - began
     cpu = time.process_time() - cpu_start
     samples.sort(key=lambda s: s.index)
