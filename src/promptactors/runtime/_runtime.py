@@ -42,6 +42,13 @@ from .._exceptions import (
     StoreError,
 )
 from .._settings import RuntimeSettings
+from ..actors import (
+    EngineContext,
+    InstanceActor,
+    InstanceHome,
+    InstanceSpec,
+    TurnRetry,
+)
 from ..actors._brokers import BrokerContext, BrokerRegistry, StoreBroker, resolve_brokers
 from ..actors._caches import (
     ActionCache,
@@ -50,13 +57,6 @@ from ..actors._caches import (
     PromptCacheClient,
     ScopedVariablesCache,
     ScopedVariablesCacheClient,
-)
-from ..actors import (
-    EngineContext,
-    InstanceActor,
-    InstanceHome,
-    InstanceSpec,
-    TurnRetry,
 )
 from ..actors._recovery import RecoveryReport, recover
 from ..actors._registry import InstanceRegistryClient, instance_registry_actor
