@@ -35,6 +35,7 @@ EXPECTED: dict[str, set[str]] = {
         "InstanceHandle",
         "InstanceNotFound",
         "InvalidInput",
+        "LoadMonitor",
         "LoadReport",
         "MailboxFull",
         "MissingVariables",

@@ -7,6 +7,7 @@ API is re-exported here from private modules; ``__all__`` is frozen by a test.
 
 from ._exceptions import *  # noqa: F403 - the exception names are part of the public API
 from ._exceptions import __all__ as _exception_names
+from ._load import LoadMonitor as LoadMonitor
 from ._load import LoadReport as LoadReport
 from ._load import run_load as run_load
 from ._prompt_files import load_prompt_file as load_prompt_file
@@ -61,6 +62,7 @@ __all__ = [
     "ExecutionInstance",
     "ExecutionStatus",
     "InstanceHandle",
+    "LoadMonitor",
     "LoadReport",
     "PromptDefinition",
     "PromptMessage",

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .. import PromptActorsError, __version__
 from ._bench import bench_app
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except PromptActorsError as exc:
-        _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     except BaseExceptionGroup as group:
         ours, rest = group.split(PromptActorsError)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             _err.print(f"[bold red]internal error:[/] {group!r}", highlight=False)
             return 2
         for error in _leaves(ours):
-            _err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            _err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         _err.print("interrupted")
