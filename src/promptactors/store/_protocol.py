@@ -72,6 +72,12 @@ class Store(Protocol):
         """Insert or replace a prompt in ``source``."""
         ...
 
+    async def list_prompts(
+        self, source: PromptSource = "prompts", *, limit: int = 100
+    ) -> list[PromptRecord]:
+        """The prompts of ``source`` in id order, at most ``limit`` (a positive integer)."""
+        ...
+
     async def get_action(self, action_id: str) -> ActionRecord:
         """Read one prompt action. Raises ``ActionNotFound`` naming the id."""
         ...
