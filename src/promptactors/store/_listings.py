@@ -1,4 +1,4 @@
-"""Listing prompts, for both adapters.
+"""Listing prompts and counting runs and tasks by status, for both adapters.
 
 Kept apart from ``_sqlite.py`` and ``_postgres.py`` so neither grows past 600 lines: each
 adapter mixes in its class here, which reaches the database through the adapter's own
@@ -16,7 +16,7 @@ from ._rows import POSTGRES, SQLITE, prompt_from_row
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable
 
     import asyncpg
 
@@ -33,8 +33,21 @@ def _list_sql(source: PromptSource, limit: int, mark: str) -> str:
     return f"SELECT * FROM {source} ORDER BY id LIMIT {mark}"
 
 
+_COUNT_SQL = (
+    "SELECT 'runs', status, count(*) FROM ai_runs GROUP BY status"
+    " UNION ALL SELECT 'tasks', status, count(*) FROM ai_tasks GROUP BY status"
+)
+
+
+def _counts(rows: Iterable[Any]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {"runs": {}, "tasks": {}}
+    for table, status, n in rows:
+        counts[table][status] = int(n)
+    return counts
+
+
 class SqlitePromptListing:
-    """``Store.list_prompts`` on SQLite."""
+    """``Store.list_prompts`` and ``Store.count_by_status`` on SQLite."""
 
     if TYPE_CHECKING:
 
@@ -54,9 +67,15 @@ class SqlitePromptListing:
 
         return await self._call(f"list {source}", read)
 
+    async def count_by_status(self) -> dict[str, dict[str, int]]:
+        """How many runs and tasks have each status: ``{"runs": {...}, "tasks": {...}}``."""
+        return await self._call(
+            "count runs and tasks", lambda: _counts(self._db.execute(_COUNT_SQL))
+        )
+
 
 class PostgresPromptListing:
-    """``Store.list_prompts`` on PostgreSQL."""
+    """``Store.list_prompts`` and ``Store.count_by_status`` on PostgreSQL."""
 
     if TYPE_CHECKING:
 
@@ -75,3 +94,11 @@ class PostgresPromptListing:
             return [prompt_from_row(r, POSTGRES) for r in await self._db.fetch(sql, limit)]
 
         return await self._call(f"list {source}", read)
+
+    async def count_by_status(self) -> dict[str, dict[str, int]]:
+        """How many runs and tasks have each status: ``{"runs": {...}, "tasks": {...}}``."""
+
+        async def read() -> dict[str, dict[str, int]]:
+            return _counts(await self._db.fetch(_COUNT_SQL))
+
+        return await self._call("count runs and tasks", read)

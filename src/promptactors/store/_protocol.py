@@ -174,6 +174,11 @@ class Store(Protocol):
         """Runs matching every filter given, newest first, at most ``limit``."""
         ...
 
+    async def count_by_status(self) -> dict[str, dict[str, int]]:
+        """How many runs and tasks have each status: ``{"runs": {...}, "tasks": {...}}``
+        (a status nothing has is absent)."""
+        ...
+
     async def get_task(self, task_id: str) -> TaskRecord:
         """Read one task. Raises ``NotFound`` naming the id."""
         ...

@@ -1,4 +1,4 @@
-"""``Store.list_prompts``: the same behaviour on SQLite and PostgreSQL."""
+"""``Store.list_prompts`` and ``Store.count_by_status``: the same on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import anyio
 import pytest
 
 from promptactors._exceptions import InvalidInput
-from promptactors.store import PromptMessageRow, PromptRecord, open_store
+from promptactors.store import (
+    CreateRun,
+    CreateTask,
+    FailTask,
+    PromptMessageRow,
+    PromptRecord,
+    UpdateRun,
+    open_store,
+)
 
 TIMEOUT = 20
 
@@ -48,3 +56,21 @@ async def test_list_prompts_refuses_a_bad_source_or_limit(
         async with await open_store(store_url, migrate=True) as store:
             with pytest.raises(InvalidInput, match=message):
                 await store.list_prompts(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_count_by_status_counts_runs_and_tasks_per_status(store_url: str) -> None:
+    """Counts are per table and status; a status no row has is absent."""
+    with anyio.fail_after(TIMEOUT):
+        async with await open_store(store_url, migrate=True) as store:
+            assert await store.count_by_status() == {"runs": {}, "tasks": {}}
+            await store.apply([CreateRun("r1"), CreateRun("r2")])
+            await store.apply([CreateTask("t1", "r1", provider="p", model="m")])
+            await store.apply([CreateTask("t2", "r2", provider="p", model="m")])
+            await store.fail_task(FailTask("t2", "boom"))
+            await store.update_run(UpdateRun("r2", status="failed", error="boom"))
+
+            assert await store.count_by_status() == {
+                "runs": {"running": 1, "failed": 1},
+                "tasks": {"running": 1, "failed": 1},
+            }
