@@ -307,3 +307,11 @@ def test_runtime_instance_ids_lists_the_live_instances(tmp_path: Path) -> None:
             await second.stop()
 
     trio.run(go)
+
+
+def test_recover_on_a_database_file_that_is_not_there_creates_nothing(cli: Cli) -> None:
+    """``recover`` of a missing SQLite file says so instead of creating an empty database."""
+    result = cli("recover", *cli.db)
+
+    assert_explained(result, "database file", "does not exist")
+    assert not Path("x.db").exists()

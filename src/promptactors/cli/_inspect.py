@@ -351,6 +351,7 @@ def recover(
         executor_id=executor,
         recover_on_start=True,
     )
+    existing_database(settings.database_url)
 
     async def main() -> Any:
         async with open_runtime(settings) as rt:
