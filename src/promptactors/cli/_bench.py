@@ -15,11 +15,14 @@ from rich.table import Table
 import promptactors
 
 from .. import InvalidInput
+from ._help import Command, Group
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-bench_app = typer.Typer(help="Benchmarks, each measured side by side with its peer in one run.")
+bench_app = typer.Typer(
+    cls=Group, help="Benchmarks, each measured side by side with its peer in one run."
+)
 
 BENCHMARKS = {
     "kernel": "actor kernel vs pykka: tell, ask, spawn, memory (and asyncio)",
@@ -87,7 +90,8 @@ def _command(name: str) -> None:
         ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         output: Annotated[
-            Path | None, typer.Option("--output", "-o", help="Also write the JSON here.")
+            Path | None,
+            typer.Option("--output", "-o", metavar="FILE", help="Also write the JSON here."),
         ] = None,
     ) -> None:
         module = load_benchmark(name)
@@ -102,7 +106,7 @@ def _command(name: str) -> None:
 
     summary = BENCHMARKS[name]
     command.__doc__ = summary[0].upper() + summary[1:] + "."
-    bench_app.command(name=name)(command)
+    bench_app.command(name=name, cls=Command)(command)
 
 
 for _name in BENCHMARKS:

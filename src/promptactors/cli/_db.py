@@ -1,9 +1,9 @@
-"""``promptactors db``: create and migrate the schema, store prompts."""
+"""``promptactors db``: create and migrate the schema, say its status, store prompts."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -11,8 +11,12 @@ from rich.console import Console
 from .. import load_prompt_file
 from ..store import PromptMessageRow, PromptRecord, VariableDefaultRow, open_store
 from ._common import DatabaseOption, run_async, settings_from
+from ._help import Command, Group
+from ._output import JsonOption, existing_database, print_json, redact_url
 
-db_app = typer.Typer(help="The database: schema and stored prompts.", no_args_is_help=True)
+db_app = typer.Typer(
+    cls=Group, help="The database: schema, status and stored prompts.", no_args_is_help=True
+)
 _out = Console()
 
 
@@ -32,21 +36,57 @@ def _migrate(database: str | None) -> None:
     )
 
 
-@db_app.command("init")
+@db_app.command("init", cls=Command)
 def init(database: DatabaseOption = None) -> None:
     """Create the schema (idempotent)."""
     _migrate(database)
 
 
-@db_app.command("migrate")
+@db_app.command("migrate", cls=Command)
 def migrate(database: DatabaseOption = None) -> None:
     """Apply pending migrations (idempotent)."""
     _migrate(database)
 
 
-@db_app.command("add-prompt")
+@db_app.command("status", cls=Command)
+def status(as_json: JsonOption = False, database: DatabaseOption = None) -> None:
+    """The schema version, the database URL (password hidden), runs and tasks by status."""
+    settings = settings_from(database_url=database)
+
+    url = existing_database(settings.database_url)
+
+    async def main() -> tuple[int, dict[str, dict[str, int]]]:
+        async with await open_store(url) as store:
+            version = await store.schema_version()
+            # An empty database has no tables to count in yet.
+            counts = await store.count_by_status() if version else {"runs": {}, "tasks": {}}
+            return version, counts
+
+    version, counts = run_async(main)
+    data: dict[str, Any] = {
+        "database": redact_url(settings.database_url),
+        "schema_version": version,
+        "runs": counts["runs"],
+        "tasks": counts["tasks"],
+    }
+    if as_json:
+        print_json(data)
+        return
+    _out.print(f"database  {data['database']}", highlight=False, soft_wrap=True)
+    _out.print(
+        f"schema    version {version}"
+        + ("" if version else " (empty: run `promptactors db init`)"),
+        highlight=False,
+    )
+    for table in ("runs", "tasks"):
+        shown = ", ".join(f"{n} {s}" for s, n in sorted(counts[table].items())) or "none"
+        _out.print(f"{table:<9} {sum(counts[table].values())} ({shown})", highlight=False)
+
+
 def add_prompt(
-    file: Annotated[Path, typer.Argument(help="A prompt definition (.yaml/.json).")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="A prompt definition (.yaml/.json).")
+    ],
     builtin: Annotated[
         bool, typer.Option("--builtin", help="Store it in prompt_builtins.")
     ] = False,
@@ -72,3 +112,7 @@ def add_prompt(
 
     run_async(main)
     _out.print(f"stored prompt {definition.id!r} in {source}", highlight=False)
+
+
+# `prompts add` is the name to use; `db add-prompt` stays for scripts written before it.
+db_app.command("add-prompt", cls=Command)(add_prompt)

@@ -12,33 +12,63 @@ from rich.markup import escape
 
 from .. import PromptActorsError, __version__
 from ._bench import bench_app
+from ._chat import chat
 from ._common import use_config_file
 from ._db import db_app
+from ._help import Command, Group
 from ._init import init
+from ._inspect import instances, prompts_app, recover, runs_app, tasks_app
 from ._load import load
 from ._logging import LEVELS, configure_logging
 from ._run import run
 
+PROVIDERS_HELP = (
+    "Providers: simulated (the default: no network, no key), openai-compatible (OpenAI, "
+    "vLLM, Ollama, llama.cpp, LM Studio...) and anthropic. Configure one by naming it and "
+    "describing its endpoint, e.g. PROMPTACTORS_PROVIDER=openai "
+    """PROMPTACTORS_ENDPOINTS='{"openai": {"kind": "openai", "default_model": "gpt-4o-mini"}}' """
+    "(kind: openai or anthropic; optional base_url, api_key_env); the key is read from "
+    "OPENAI_API_KEY or ANTHROPIC_API_KEY. Also: PROMPTACTORS_MODEL, "
+    "PROMPTACTORS_DATABASE_URL (sqlite:///file.db or postgresql://user@host/db)."
+)
+
 app = typer.Typer(
     name="promptactors",
+    cls=Group,
     help="An actor-model runtime that executes LLM prompts.",
+    epilog=PROVIDERS_HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 app.add_typer(bench_app, name="bench")
+app.command(cls=Command)(init)
+app.command(cls=Command, epilog=PROVIDERS_HELP)(run)
+app.command(cls=Command, epilog=PROVIDERS_HELP)(chat)
+app.command(cls=Command)(load)
+app.add_typer(runs_app, name="runs")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(prompts_app, name="prompts")
+app.command(cls=Command)(recover)
+app.command(cls=Command)(instances)
 app.add_typer(db_app, name="db")
-app.command()(init)
-app.command()(run)
-app.command()(load)
 
 _err = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     log_level: Annotated[
-        str, typer.Option("--log-level", help=f"Log level on stderr: {', '.join(LEVELS)}.")
+        str,
+        typer.Option(
+            "--log-level", metavar="LEVEL", help=f"Log level on stderr: {', '.join(LEVELS)}."
+        ),
     ] = "warning",
     log_json: Annotated[
         bool, typer.Option("--log-json", help="Log JSON lines instead of text.")
@@ -47,9 +77,16 @@ def _root(
         Path | None,
         typer.Option(
             "--config",
+            metavar="FILE",
             help="A TOML config file (default: PROMPTACTORS_CONFIG, else ./promptactors.toml).",
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     use_config_file(config)
     if log_level.lower() not in LEVELS:
@@ -57,7 +94,7 @@ def _root(
     configure_logging(log_level.lower(), json=log_json)
 
 
-@app.command()
+@app.command(cls=Command)
 def version() -> None:
     """Print the installed version."""
     typer.echo(__version__)

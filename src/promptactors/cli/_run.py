@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .. import NotFound, load_prompt_file, open_runtime
+from .. import InvalidInput, NotFound, load_prompt_file, open_runtime
 from ._common import (
     DatabaseOption,
     LatencyOption,
@@ -28,13 +28,22 @@ _err = Console(stderr=True)
 
 def run(
     prompt: Annotated[
-        str, typer.Argument(help="A prompt file (.yaml/.json) or a stored prompt id.")
+        str,
+        typer.Argument(metavar="PROMPT", help="A prompt file (.yaml/.json) or a stored prompt id."),
     ],
     var: Annotated[
-        list[str] | None, typer.Option("--var", "-v", help="A variable, name=value (repeatable).")
+        list[str] | None,
+        typer.Option("--var", "-v", metavar="NAME=VALUE", help="A variable (repeatable)."),
     ] = None,
     user_input: Annotated[
-        str | None, typer.Option("--input", "-i", help="User input appended to the prompt.")
+        str | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="TEXT|@FILE|-",
+            help="User input appended to the prompt: the text, @FILE for a file's content, "
+            "- for stdin.",
+        ),
     ] = None,
     builtin: Annotated[
         bool, typer.Option("--builtin", help="Read a stored prompt from prompt_builtins.")
@@ -49,6 +58,7 @@ def run(
 ) -> None:
     """Execute a prompt once and stream the answer to the terminal."""
     variables = parse_vars(var)
+    user_input = read_input(user_input)
     settings = settings_from(
         database_url=database,
         provider=provider,
@@ -111,6 +121,24 @@ def run(
             )
 
     run_async(main)
+
+
+def read_input(value: str | None) -> str | None:
+    """``--input``'s text: as given, the content of ``@FILE``, or stdin for ``-``.
+
+    Raises ``InvalidInput`` naming a file that cannot be read.
+    """
+    if value == "-":
+        return sys.stdin.read()
+    if value is None or not value.startswith("@"):
+        return value
+    path = Path(value[1:])
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"--input: file '{path}' does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"--input: cannot read '{path}': {exc}") from exc
 
 
 def _result_dict(result: object) -> dict[str, object]:

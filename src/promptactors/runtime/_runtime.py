@@ -296,11 +296,21 @@ class Runtime:
         ref = await self.registry.get(instance_id)
         return InstanceHandle(instance_id, ref, self.settings)
 
+    async def instance_ids(self) -> list[str]:
+        """The ids of the live instances of this runtime, in the order they started.
+
+        Instances live in the process that runs them: another process (the command line,
+        say) sees only their runs in the store.
+        """
+        return await self.registry.all()
+
     async def instances_by_prompt(self, prompt_id: str) -> list[InstanceHandle]:
+        """Handles of the live instances of prompt ``prompt_id`` (empty if none)."""
         ids = await self.registry.by_prompt(prompt_id)
         return [await self.instance(i) for i in ids]
 
     async def instance_by_run(self, run_id: str) -> InstanceHandle | None:
+        """The live instance that has run ``run_id`` open, or None."""
         instance_id = await self.registry.by_run(run_id)
         if instance_id is None:
             return None
@@ -310,6 +320,7 @@ class Runtime:
             return None
 
     async def instance_count(self) -> int:
+        """How many instances of this runtime are live."""
         return await self.registry.count()
 
 

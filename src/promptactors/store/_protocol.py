@@ -72,6 +72,12 @@ class Store(Protocol):
         """Insert or replace a prompt in ``source``."""
         ...
 
+    async def list_prompts(
+        self, source: PromptSource = "prompts", *, limit: int = 100
+    ) -> list[PromptRecord]:
+        """The prompts of ``source`` in id order, at most ``limit`` (a positive integer)."""
+        ...
+
     async def get_action(self, action_id: str) -> ActionRecord:
         """Read one prompt action. Raises ``ActionNotFound`` naming the id."""
         ...
@@ -174,6 +180,11 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[RunRecord]:
         """Runs matching every filter given, newest first, at most ``limit``."""
+        ...
+
+    async def count_by_status(self) -> dict[str, dict[str, int]]:
+        """How many runs and tasks have each status: ``{"runs": {...}, "tasks": {...}}``
+        (a status nothing has is absent)."""
         ...
 
     async def get_task(self, task_id: str) -> TaskRecord:
