@@ -1,4 +1,4 @@
-"""Ask timeouts: one shared deadline service per trio run, virtual time via MockClock."""
+"""Ask timeouts: one ticker per trio run (a system task), virtual time via MockClock."""
 
 from __future__ import annotations
 
@@ -80,14 +80,17 @@ async def test_a_cancelled_asker_leaves_no_deadline_behind(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Cancelling the waiting caller withdraws its deadline from the shared service."""
-    from promptactors._backend._primitives import _TIMEOUTS
+    from promptactors._backend._primitives import _ASK_DEADLINES
 
     async with trio.open_nursery() as nursery:
         ref = await spawn(nursery, Sleeper())
         with trio.move_on_after(1):
             await ref.ask(Sleep(50), timeout=30)
-        service = _TIMEOUTS.get()
-        assert all(not bucket for bucket in service._buckets.values())
+        service = _ASK_DEADLINES.get()
+        assert service.pending == 0
+        before = service.wakeups
+        await trio.sleep(100)  # past the withdrawn deadline: at most one empty tick
+        assert service.wakeups - before <= 1
         nursery.cancel_scope.cancel()
 
 

@@ -5,8 +5,8 @@ the few primitives here, each implemented once per backend and chosen once per e
 by :func:`get_backend`:
 
 * park/wake mailboxes and one-shot reply slots (:class:`Mailbox`, :class:`Reply`);
-* the shared deadline service (:class:`Ticker`) that paces simulated streams and expires
-  ask timeouts without a cancel scope per wait;
+* the one deadline service (:class:`Ticker` and its :class:`Timer` entries) that paces
+  simulated streams and expires ask timeouts without a cancel scope per wait;
 * the worker threads that run blocking or asyncio-only work and wake a trio or asyncio
   caller (:class:`WorkerThread` for SQLite, :class:`LoopThread` for asyncpg on trio).
 """
@@ -20,6 +20,7 @@ from ._primitives import TIMEOUT_RESOLUTION as TIMEOUT_RESOLUTION
 from ._primitives import Backend as Backend
 from ._primitives import Mailbox as Mailbox
 from ._primitives import Reply as Reply
+from ._primitives import Timer as Timer
 from ._primitives import get_backend as get_backend
 from ._ticker import Ticker as Ticker
 
@@ -32,6 +33,7 @@ __all__ = [
     "Mailbox",
     "Reply",
     "Ticker",
+    "Timer",
     "WorkerThread",
     "get_backend",
     "wait_for",

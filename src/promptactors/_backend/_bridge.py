@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import queue
 import threading
 from collections.abc import Callable, Coroutine
@@ -25,10 +24,9 @@ from typing import Any, Final, TypeVar, cast
 
 import anyio.to_thread
 import outcome
-import sniffio
 import trio
 
-from ._primitives import get_backend
+from ._primitives import context_without_async_library, get_backend
 
 __all__ = ["AsyncioRunner", "LoopThread", "WorkerThread", "wait_for"]
 
@@ -197,9 +195,7 @@ class LoopThread:
                     return
                 # The caller's context travels along (log bindings), less its async
                 # library marker: code on this loop must see asyncio, not trio.
-                context = contextvars.copy_context()
-                context.run(sniffio.current_async_library_cvar.set, None)
-                task = loop.create_task(make(), context=context)
+                task = loop.create_task(make(), context=context_without_async_library())
                 state["task"] = task
                 task.add_done_callback(done)
 

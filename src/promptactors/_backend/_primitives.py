@@ -15,8 +15,7 @@ parked task, on asyncio the cancelled future is skipped by the waker.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import math
+import contextvars
 from collections import deque
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -30,9 +29,20 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
+    from ._ticker import Ticker, _Slot
+
 T = TypeVar("T")
 
-__all__ = ["NO_ITEMS", "TIMEOUT_RESOLUTION", "Backend", "Mailbox", "Reply", "get_backend"]
+__all__ = [
+    "NO_ITEMS",
+    "TIMEOUT_RESOLUTION",
+    "Backend",
+    "Mailbox",
+    "Reply",
+    "Timer",
+    "context_without_async_library",
+    "get_backend",
+]
 
 #: Ask timeouts fire within this many seconds after their deadline.
 TIMEOUT_RESOLUTION = 0.01
@@ -45,6 +55,8 @@ _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 
 class CancelScopeLike(Protocol):
     """What the kernel needs of a backend's cancel scope."""
+
+    deadline: float
 
     def cancel(self) -> None: ...
 
@@ -59,8 +71,44 @@ class CancelScopeLike(Protocol):
     ) -> bool: ...
 
 
-class Reply:
-    """A one-shot reply slot: one waiter, one value or exception. Setting twice is a no-op."""
+class Timer:
+    """An entry of a :class:`~promptactors._backend.Ticker`, fired once at its tick.
+
+    ``Ticker.schedule(timer, deadline)`` files it under the first tick at or after the
+    deadline; the ticker task then calls ``expire(time)`` (``time``: the clock when the tick
+    fired). ``Ticker.discard(timer)`` takes it back before that; both are O(1), since the
+    timer remembers the slot it sits in. If the ticker stops first, it calls
+    ``abandon(error)`` instead. Both hooks run in the ticker task: they must not block or
+    raise.
+    """
+
+    __slots__ = ("_timer_slot",)
+
+    def __init__(self) -> None:
+        self._timer_slot: _Slot | None = None
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the timer sits in a ticker, waiting for its tick."""
+        return self._timer_slot is not None
+
+    def expire(self, time: float) -> None:
+        """Its tick fired (``time``: the ticker's clock then)."""
+        raise NotImplementedError
+
+    def abandon(self, error: BaseException) -> None:
+        """The ticker stopped before the tick; ``error`` says so. By default: nothing."""
+
+
+class Reply(Timer):
+    """A one-shot reply slot: one waiter, one value or exception. Setting twice is a no-op.
+
+    It is also a :class:`Timer`, so a deadline service settles it without a cancel scope or
+    an object of its own: ``expire`` fails a :meth:`wait_for` with ``AskTimeout`` and
+    settles any other wait with the tick's time (a ticker's sleep); ``abandon`` settles it
+    with the ticker's error. A waiter cancelled while its reply is scheduled takes it out
+    of the ticker.
+    """
 
     __slots__ = ()
 
@@ -80,6 +128,9 @@ class Reply:
         wait); it fires within ``TIMEOUT_RESOLUTION`` seconds of the deadline.
         """
         raise NotImplementedError
+
+    def abandon(self, error: BaseException) -> None:
+        self.set_exception(error)
 
 
 NO_ITEMS: deque[Any] = deque()
@@ -196,12 +247,12 @@ class Mailbox(Generic[T]):
 
 
 class _TrioReply(Reply):
-    __slots__ = ("_describe", "_key", "_outcome", "_task")
+    __slots__ = ("_describe", "_outcome", "_task")
 
     def __init__(self) -> None:
+        self._timer_slot = None
         self._task: Any = None
         self._outcome: outcome.Outcome[Any] | None = None
-        self._key = 0
         self._describe: Callable[[], str] | None = None
 
     def set_result(self, value: Any) -> None:
@@ -214,22 +265,26 @@ class _TrioReply(Reply):
 
     def _settle(self, result: outcome.Outcome[Any]) -> None:
         self._outcome = result
-        if self._key:
-            _TIMEOUTS.get().discard(self)
+        slot = self._timer_slot
+        if slot is not None:
+            slot.remove(self)
         task = self._task
         if task is not None:
             self._task = None
             _reschedule(task, result)
 
-    def _expire(self) -> None:
-        self._key = 0
+    def expire(self, time: float) -> None:
         describe = self._describe
-        self.set_exception(AskTimeout(describe() if describe is not None else "ask timed out"))
+        if describe is None:
+            self.set_result(time)
+        else:
+            self.set_exception(AskTimeout(describe()))
 
     def _abort(self, _: Any) -> trio.lowlevel.Abort:
         self._task = None
-        if self._key:
-            _TIMEOUTS.get().discard(self)
+        slot = self._timer_slot
+        if slot is not None:
+            slot.remove(self)
         return _Abort.SUCCEEDED
 
     async def wait(self) -> Any:
@@ -241,82 +296,28 @@ class _TrioReply(Reply):
     async def wait_for(self, timeout: float, describe: Callable[[], str]) -> Any:
         if self._outcome is None:
             self._describe = describe
-            _trio_timeouts().add(self, trio.current_time() + timeout)
+            _ask_deadlines().schedule(self, trio.current_time() + timeout)
         return await self.wait()
 
 
-class _TrioTimeouts:
-    """Ask deadlines of one trio run, kept in buckets by one system task.
+_ASK_DEADLINES: trio.lowlevel.RunVar[Ticker] = trio.lowlevel.RunVar("promptactors_ask_deadlines")
 
-    Registering and discarding a deadline is a dict insert and pop; the service task
-    wakes once per non-empty bucket, not once per ask.
+
+def _ask_deadlines() -> Ticker:
+    """The ask deadlines of this trio run: a ticker in a system task, started on first use.
+
+    Its ticks are ``TIMEOUT_RESOLUTION`` apart, so the asks of one 10 ms window share one
+    slot and the service wakes once per window that still holds a waiting ask.
     """
-
-    __slots__ = ("_buckets", "_heap", "_scope", "_task")
-
-    def __init__(self) -> None:
-        self._buckets: dict[int, dict[_TrioReply, None]] = {}
-        self._heap: list[int] = []
-        self._scope: trio.CancelScope | None = None
-        self._task: Any = None
-
-    def add(self, reply: _TrioReply, deadline: float) -> None:
-        key = math.ceil(deadline / TIMEOUT_RESOLUTION)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = {}
-            heapq.heappush(self._heap, key)
-            if self._heap[0] == key:
-                self._rearm(key)
-        bucket[reply] = None
-        reply._key = key
-
-    def discard(self, reply: _TrioReply) -> None:
-        bucket = self._buckets.get(reply._key)
-        if bucket is not None:
-            bucket.pop(reply, None)
-        reply._key = 0
-
-    def _rearm(self, key: int) -> None:
-        if self._scope is not None:
-            self._scope.deadline = key * TIMEOUT_RESOLUTION
-        elif self._task is not None:
-            task, self._task = self._task, None
-            _reschedule(task)
-
-    async def run(self) -> None:
-        heap, buckets = self._heap, self._buckets
-        while True:
-            if not heap:
-                self._task = _current_task()
-                await _wait_task_rescheduled(self._abort_idle)
-                continue
-            with trio.CancelScope(deadline=heap[0] * TIMEOUT_RESOLUTION) as scope:
-                self._scope = scope
-                await trio.sleep_forever()
-            self._scope = None
-            # Compare with the very expression the deadline was set from: a key derived
-            # back from the clock (now / resolution) can round below it and spin forever.
-            now = trio.current_time()
-            while heap and heap[0] * TIMEOUT_RESOLUTION <= now:
-                for reply in list(buckets.pop(heapq.heappop(heap), ())):
-                    reply._expire()
-
-    def _abort_idle(self, _: Any) -> trio.lowlevel.Abort:
-        self._task = None
-        return _Abort.SUCCEEDED
-
-
-_TIMEOUTS: trio.lowlevel.RunVar[_TrioTimeouts] = trio.lowlevel.RunVar("promptactors_timeouts")
-
-
-def _trio_timeouts() -> _TrioTimeouts:
     try:
-        return _TIMEOUTS.get()
+        return _ASK_DEADLINES.get()
     except LookupError:
-        service = _TrioTimeouts()
-        _TIMEOUTS.set(service)
-        trio.lowlevel.spawn_system_task(service.run, name="promptactors-ask-timeouts")
+        # The ticker is built on this module's primitives, hence imported here.
+        from ._ticker import Ticker
+
+        service = Ticker(TIMEOUT_RESOLUTION)
+        _ASK_DEADLINES.set(service)
+        trio.lowlevel.spawn_system_task(service.run, name="promptactors-ask-deadlines")
         return service
 
 
@@ -356,35 +357,54 @@ class _TrioMailbox(Mailbox[T]):
 
 
 class _AsyncioReply(Reply):
-    __slots__ = ("_future",)
+    __slots__ = ("_describe", "_future")
 
     def __init__(self) -> None:
+        self._timer_slot = None
         self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._describe: Callable[[], str] | None = None
 
     def set_result(self, value: Any) -> None:
         if not self._future.done():
             self._future.set_result(value)
+            if self._timer_slot is not None:
+                self._timer_slot.remove(self)
 
     def set_exception(self, error: BaseException) -> None:
         if not self._future.done():
             self._future.set_exception(error)
+            if self._timer_slot is not None:
+                self._timer_slot.remove(self)
+
+    def expire(self, time: float) -> None:
+        describe = self._describe
+        if describe is None:
+            self.set_result(time)
+        else:
+            self.set_exception(AskTimeout(describe()))
 
     async def wait(self) -> Any:
-        return await self._future
+        try:
+            return await self._future
+        except BaseException:
+            if self._timer_slot is not None:  # cancelled while a ticker holds it
+                self._timer_slot.remove(self)
+            raise
 
     async def wait_for(self, timeout: float, describe: Callable[[], str]) -> Any:
+        # Ask deadlines are the loop's own timers here: asyncio keeps them in a heap
+        # already, at a few µs each (trio's cost a cancel scope per wait).
         future = self._future
         if future.done():
             return future.result()
+        self._describe = describe
         loop = future.get_loop()
-        handle = loop.call_at(loop.time() + timeout, self._expire, describe)
+        when = loop.time() + timeout
+        handle = loop.call_at(when, self.expire, when)
         try:
             return await future
         finally:
             handle.cancel()
-
-    def _expire(self, describe: Callable[[], str]) -> None:
-        self.set_exception(AskTimeout(describe()))
 
 
 class _AsyncioMailbox(Mailbox[T]):
@@ -429,11 +449,22 @@ class _AsyncioMailbox(Mailbox[T]):
 
 
 class Backend:
-    """The primitives of one async library, resolved once per event loop."""
+    """The primitives of one async library, resolved once per event loop.
+
+    * ``mailbox`` and ``reply``: the park/wake primitives (a :class:`Reply` is also how a
+      ticker parks a sleeper and wakes it with the time);
+    * ``clock()``: the running loop's clock function (seconds, as deadlines use);
+    * ``checkpoint()``: yield to the scheduler once;
+    * ``cancel_scope()`` and ``move_on_after(seconds)``: cancel scopes (their ``deadline``
+      can be moved while a task waits in them);
+    * ``start_soon(task_group, fn, *args)``: start a task in an anyio task group (or a
+      trio nursery) without waiting for it.
+    """
 
     __slots__ = (
         "cancel_scope",
         "checkpoint",
+        "clock",
         "mailbox",
         "move_on_after",
         "name",
@@ -450,6 +481,7 @@ class Backend:
         move_on_after: Callable[[float], Any],
         cancel_scope: Callable[[], CancelScopeLike],
         start_soon: Callable[..., None],
+        clock: Callable[[], Callable[[], float]],
     ) -> None:
         self.cancel_scope = cancel_scope
         self.start_soon = start_soon
@@ -458,6 +490,7 @@ class Backend:
         self.reply = reply
         self.checkpoint = checkpoint
         self.move_on_after = move_on_after
+        self.clock = clock
 
 
 def _asyncio_move_on_after(seconds: float) -> Any:
@@ -470,6 +503,14 @@ async def _asyncio_checkpoint() -> None:
     await asyncio.sleep(0)
 
 
+def _asyncio_clock() -> Callable[[], float]:
+    return asyncio.get_running_loop().time
+
+
+def _trio_clock() -> Callable[[], float]:
+    return trio.current_time
+
+
 def _trio_move_on_after(seconds: float) -> Any:
     return trio.move_on_after(seconds if seconds >= 0 else 0)
 
@@ -480,16 +521,26 @@ def _anyio_cancel_scope() -> CancelScopeLike:
     return anyio.CancelScope()
 
 
+def trio_nursery_of(task_group: Any) -> trio.Nursery | None:
+    """The trio nursery an anyio task group runs its tasks in, or None if it has none.
+
+    anyio (4.x) keeps it in the private ``_nursery``: tests/backend/test_nursery_fast_path.py
+    fails loudly the day that changes, rather than spawning quietly getting slower.
+    """
+    nursery = getattr(task_group, "_nursery", None)
+    return nursery if isinstance(nursery, trio.Nursery) else None
+
+
 def _trio_start_soon(task_group: Any, fn: Callable[..., Any], *args: Any) -> None:
     """Start ``fn`` in the trio nursery behind an anyio task group.
 
     anyio (4.16) wraps every task it starts in a handle with its own cancel scope and
     event; an actor needs neither, and they cost time and ~1 KB per actor. The task
-    still belongs to the same nursery (structured as before). Any other task group is
-    used as it is.
+    still belongs to the same nursery (structured as before). A trio nursery, or any
+    other task group, is used as it is.
     """
-    nursery = getattr(task_group, "_nursery", None)
-    if isinstance(nursery, trio.Nursery):
+    nursery = trio_nursery_of(task_group)
+    if nursery is not None:
         nursery.start_soon(fn, *args)
     else:
         task_group.start_soon(fn, *args)
@@ -508,6 +559,7 @@ _TRIO = Backend(
     _trio_move_on_after,
     trio.CancelScope,
     _trio_start_soon,
+    _trio_clock,
 )
 _ASYNCIO = Backend(
     "asyncio",
@@ -517,7 +569,19 @@ _ASYNCIO = Backend(
     _asyncio_move_on_after,
     _anyio_cancel_scope,
     _anyio_start_soon,
+    _asyncio_clock,
 )
+
+
+def context_without_async_library() -> contextvars.Context:
+    """A copy of the current context in which no async library is marked as running.
+
+    For a task started on another event loop (a worker thread's asyncio loop serving a trio
+    caller): it keeps the caller's context variables, but must see its own library.
+    """
+    context = contextvars.copy_context()
+    context.run(sniffio.current_async_library_cvar.set, None)
+    return context
 
 
 def get_backend() -> Backend:

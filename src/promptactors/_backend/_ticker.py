@@ -1,18 +1,26 @@
-"""One shared clock that paces many waiters with one background task.
+"""The one deadline service: a heap of ticks, each with a slot of timers, run by one task.
 
 At 10,000 concurrent streams, one ``trio.sleep`` per token costs ~70 µs of CPU (a deadline
-and a cancel scope per call); one task that sleeps until the next due tick and wakes every
-waiter due then costs a few µs per waiter. Waiters whose deadlines round up to the same tick
-share one slot, so a tick costs one wake-up of the ticker plus one reschedule per waiter.
+and a cancel scope per call); one task that sleeps until the next due tick and fires every
+timer due then costs a few µs per timer. Deadlines that round up to the same tick share one
+slot, so a tick costs one wake-up of the ticker plus one call per timer.
 
-Waiters park with the backend's cheapest primitive, chosen once when the ticker starts: on
-trio a raw ``wait_task_rescheduled`` (no ParkingLot, no Event layers), on asyncio one future
-per waiter (what ``asyncio.Event`` does, without its wrappers).
+It serves two kinds of entries, through the same slots:
+
+* :class:`Timer` objects (``schedule`` / ``discard``, both O(1)): the ask deadlines of a
+  trio run are one ticker with ``TIMEOUT_RESOLUTION`` ticks in a system task, whose timers
+  are the asks' reply slots themselves;
+* sleeping tasks (``sleep`` / ``sleep_until``), which pace simulated LLM streams: a sleeper
+  parks on a backend :class:`Reply` (a timer settled with the tick's time), so it costs one
+  small object per wait on either backend.
+
+The ticker task sleeps in a cancel scope whose deadline is the earliest tick; a new earlier
+tick moves that deadline (no extra wake-up). Every per-backend primitive (clock, reply,
+checkpoint, cancel scope) comes from :func:`get_backend` once, when the ticker starts.
 """
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import math
 from contextlib import asynccontextmanager
@@ -20,16 +28,18 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import anyio.lowlevel
-import sniffio
 
 from .._exceptions import ConfigurationError
+from ._primitives import Timer, get_backend
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
     from anyio.abc import TaskStatus
 
-__all__ = ["Ticker"]
+    from ._primitives import CancelScopeLike, Reply
+
+__all__ = ["Ticker", "Timer"]
 
 # A deadline within this fraction of a tick of a boundary belongs to that boundary: float
 # sums such as 0.02 * 3 must not spill into the next tick.
@@ -37,32 +47,23 @@ _TICK_SLACK = 1e-6
 
 
 class _Slot:
-    """The waiters of one tick: trio tasks or asyncio futures, in wake-up order."""
+    """The timers of one tick, in the order they were scheduled.
 
-    __slots__ = ("waiters",)
+    A slot stays in its ticker until its tick fires, even when emptied (so that a tick
+    used by many short-lived timers is pushed on the heap once); from then on ``firing``
+    is set and removing a timer only unlinks it.
+    """
+
+    __slots__ = ("firing", "timers")
 
     def __init__(self) -> None:
-        self.waiters: dict[Any, None] = {}
+        self.timers: dict[Timer, None] = {}
+        self.firing = False
 
-
-def _not_running() -> NoReturn:
-    raise RuntimeError("the ticker is not running")
-
-
-class _TrioAbort:
-    """The abort function of one trio waiter: it leaves its slot when cancelled."""
-
-    __slots__ = ("slot", "task", "tick", "ticker")
-
-    def __init__(self, ticker: Ticker, slot: _Slot, tick: int, task: object) -> None:
-        self.ticker = ticker
-        self.slot = slot
-        self.tick = tick
-        self.task = task
-
-    def __call__(self, _raise_cancel: object) -> Any:
-        self.ticker._forget(self.slot, self.tick, self.task)
-        return self.ticker._trio_lowlevel.Abort.SUCCEEDED
+    def remove(self, timer: Timer) -> None:
+        timer._timer_slot = None
+        if not self.firing:
+            del self.timers[timer]
 
 
 class _Stopped(RuntimeError):
@@ -71,14 +72,15 @@ class _Stopped(RuntimeError):
 
 
 class Ticker:
-    """Wakes waiters at their deadlines, rounded up to ``resolution`` seconds, from one task.
+    """Fires timers and wakes sleepers at their deadlines, rounded up to ``resolution``.
 
     Run it in a task group you own, either with ``async with Ticker.open() as ticker:`` or
     ``await task_group.start(ticker.run)``; it stops when that task group is cancelled.
-    While nobody waits the ticker task is parked on an event: it never polls.
+    While nothing is due the ticker task is parked: it never polls.
 
-    Every wait is cancellable; a cancelled waiter leaves nothing behind. Waiting on a ticker
-    that is not running, or that stops while you wait, raises ``RuntimeError``.
+    Every sleep is cancellable; a cancelled sleeper leaves nothing behind. Sleeping on a
+    ticker that is not running, or that stops during the sleep, raises ``RuntimeError``.
+    Timers may be scheduled before the ticker runs; they fire once it does.
     """
 
     def __init__(self, resolution: float = 0.001) -> None:
@@ -94,15 +96,15 @@ class Ticker:
         self._resolution = float(resolution)
         self._per_second = 1.0 / self._resolution
         self._slots: dict[int, _Slot] = {}
-        self._due: list[int] = []  # heap of ticks with a slot (or a stale entry, skipped)
-        self._fired = -1  # every tick up to this one has been woken
-        self._target = math.inf  # the tick the ticker sleeps until; inf while idle
-        self._kick: anyio.Event | None = None
+        self._due: list[int] = []  # heap of the ticks in _slots, each once
+        self._fired = -1  # every tick up to this one has fired
+        # The tick the parked ticker task wakes at (inf: none); -inf while it is not parked
+        # (it will look at the heap before it parks again).
+        self._target = -math.inf
+        self._scope: CancelScopeLike | None = None
         self._clock: Callable[[], float] | None = None
-        self._on_trio = False
-        self._checkpoint: Callable[[], Awaitable[None]] = anyio.lowlevel.checkpoint
-        self._trio_lowlevel: Any = None  # trio.lowlevel, once running on trio
-        self._create_future: Callable[[], asyncio.Future[float]] = _not_running
+        self._reply: Callable[[], Reply] = _not_running
+        self._checkpoint: Callable[[], Awaitable[Any]] = anyio.lowlevel.checkpoint
         self._wakeups = 0
 
     @classmethod
@@ -124,7 +126,7 @@ class Ticker:
 
     @property
     def running(self) -> bool:
-        """Whether the ticker task is running (waits are possible)."""
+        """Whether the ticker task is running (sleeps are possible)."""
         return self._clock is not None
 
     @property
@@ -134,14 +136,35 @@ class Ticker:
 
     @property
     def pending(self) -> int:
-        """How many tasks are waiting right now."""
-        return sum(len(slot.waiters) for slot in self._slots.values())
+        """How many timers and sleepers are waiting right now."""
+        return sum(len(slot.timers) for slot in self._slots.values())
 
     def current_time(self) -> float:
         """The event loop's clock. Raises ``RuntimeError`` if the ticker is not running."""
         if self._clock is None:
             raise RuntimeError("the ticker is not running")
         return self._clock()
+
+    def schedule(self, timer: Timer, deadline: float) -> None:
+        """Fire ``timer`` at the first tick at or after ``deadline`` (event-loop seconds).
+
+        A timer already scheduled (here or on another ticker) is moved. A deadline already
+        passed fires at the ticker's next turn, never synchronously.
+        """
+        if timer._timer_slot is not None:
+            timer._timer_slot.remove(timer)
+        tick = math.ceil(deadline * self._per_second - _TICK_SLACK)
+        slot = self._slots.get(tick)
+        if slot is None:
+            slot = self._add_slot(tick)
+        slot.timers[timer] = None
+        timer._timer_slot = slot
+
+    @staticmethod
+    def discard(timer: Timer) -> None:
+        """Take ``timer`` back before it fires (O(1)); a timer not scheduled is left as is."""
+        if timer._timer_slot is not None:
+            timer._timer_slot.remove(timer)
 
     async def sleep(self, delay: float) -> float:
         """Wait ``delay`` seconds (rounded up to the next tick). Works like ``sleep_until``."""
@@ -164,121 +187,97 @@ class Ticker:
             # and a late reader (a loaded engine) comes here once per token.
             await self._checkpoint()
             return clock()
-        slots = self._slots
-        slot = slots.get(tick)
+        slot = self._slots.get(tick)
         if slot is None:
-            # A new tick (once per tick, not per waiter): a deadline the ticker has not
+            # A new tick (once per tick, not per sleeper): a deadline the ticker has not
             # fired yet may still be past, and then waits for nothing.
             now = clock()
             if deadline <= now:
                 await self._checkpoint()
                 return now
-            slot = slots[tick] = _Slot()
-            heapq.heappush(self._due, tick)
-            if tick < self._target and self._kick is not None:
-                self._kick.set()  # the ticker sleeps past this tick, or is idle
-        waiters = slot.waiters
-        if self._on_trio:
-            task = self._trio_lowlevel.current_task()
-            waiters[task] = None
-            # One small object per wait (not a closure and its cells): at 10,000 waiters
-            # whatever lives across a wait is promoted by the GC and rescanned.
-            time: float = await self._trio_lowlevel.wait_task_rescheduled(
-                _TrioAbort(self, slot, tick, task)
-            )
-            return time
-        future = self._create_future()
-        waiters[future] = None
-        try:
-            time = await future
-        except BaseException:
-            if future in waiters:  # cancelled before the ticker fired
-                self._forget(slot, tick, future)
-            raise
+            slot = self._add_slot(tick)
+        # One small object per wait (no closure, no cancel scope): at 10,000 sleepers
+        # whatever lives across a wait is promoted by the GC and rescanned. A cancelled
+        # sleeper's reply takes itself out of the slot.
+        reply = self._reply()
+        slot.timers[reply] = None
+        reply._timer_slot = slot
+        time: float = await reply.wait()
         return time
 
-    def _forget(self, slot: _Slot, tick: int, waiter: object) -> None:
-        # A cancelled waiter leaves, and takes its tick along if it was the last one there
-        # (the tick's heap entry goes stale and is skipped).
-        waiters = slot.waiters
-        del waiters[waiter]
-        if not waiters and self._slots.get(tick) is slot:
-            del self._slots[tick]
+    def _add_slot(self, tick: int) -> _Slot:
+        slot = self._slots[tick] = _Slot()
+        heapq.heappush(self._due, tick)
+        if tick < self._target:
+            # The parked ticker task would wake too late (or never): move its deadline.
+            self._target = tick
+            assert self._scope is not None
+            self._scope.deadline = tick * self._resolution
+        return slot
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> NoReturn:
-        """The ticker task: runs until cancelled. Raises ``RuntimeError`` if already running."""
+        """The ticker task: runs until cancelled. Raises ``RuntimeError`` if already running.
+
+        When it stops, every timer still scheduled is abandoned (a sleeper raises
+        ``RuntimeError``).
+        """
         if self._clock is not None:
             raise RuntimeError("this ticker is already running")
-        if sniffio.current_async_library() == "trio":
-            import outcome
-            import trio
-
-            clock: Callable[[], float] = trio.current_time
-            reschedule = trio.lowlevel.reschedule
-            self._on_trio = True
-            self._trio_lowlevel = trio.lowlevel
-            self._checkpoint = trio.lowlevel.checkpoint
-
-            def wake(slot: _Slot, time: float) -> None:
-                for task in slot.waiters:
-                    reschedule(task, outcome.Value(time))
-
-            def fail(slot: _Slot) -> None:
-                for task in slot.waiters:
-                    reschedule(task, outcome.Error(_Stopped()))
-
-        else:
-            loop = asyncio.get_running_loop()
-            clock = loop.time
-            self._on_trio = False
-            self._create_future = loop.create_future
-            self._checkpoint = _asyncio_checkpoint
-
-            def wake(slot: _Slot, time: float) -> None:
-                for future in slot.waiters:
-                    if not future.done():  # cancelled, not yet removed by its task
-                        future.set_result(time)
-
-            def fail(slot: _Slot) -> None:
-                for future in slot.waiters:
-                    if not future.done():
-                        future.set_exception(_Stopped())
-
+        backend = get_backend()
+        clock = backend.clock()
+        new_scope = backend.cancel_scope
+        new_reply = self._reply = backend.reply
+        self._checkpoint = backend.checkpoint
         self._clock = clock
         self._fired = math.floor(clock() * self._per_second + _TICK_SLACK)
         task_status.started()
         slots = self._slots
         due = self._due
+        resolution = self._resolution
         try:
             while True:
-                self._kick = kick = anyio.Event()
-                while due and due[0] not in slots:
-                    heapq.heappop(due)  # every waiter of that tick was cancelled
-                if not due:
+                while due and not slots[due[0]].timers:
+                    del slots[heapq.heappop(due)]  # emptied by discards: no need to wake
+                scope = new_scope()
+                if due:
+                    self._target = due[0]
+                    scope.deadline = due[0] * resolution
+                else:
                     self._target = math.inf
-                    await kick.wait()
-                    continue
-                self._target = due[0]
-                with anyio.CancelScope(deadline=due[0] * self._resolution):
-                    await kick.wait()
+                self._scope = scope
+                with scope:
+                    # A reply nobody settles: the scope's deadline ends the wait.
+                    await new_reply().wait()
+                self._scope = None
+                self._target = -math.inf
                 self._wakeups += 1
                 time = clock()
+                # Compare ticks with the very expression the deadline was set from (plus
+                # the slack): the clock at the deadline must not round below the tick.
                 now = math.floor(time * self._per_second + _TICK_SLACK)
                 if now > self._fired:
                     self._fired = now
                 while due and due[0] <= now:
-                    slot = slots.pop(heapq.heappop(due), None)
-                    if slot is not None:
-                        wake(slot, time)
+                    slot = slots.pop(heapq.heappop(due))
+                    slot.firing = True
+                    for timer in slot.timers:
+                        if timer._timer_slot is slot:  # not discarded by an earlier expire
+                            timer._timer_slot = None
+                            timer.expire(time)
         finally:
             self._clock = None
-            self._kick = None
-            self._target = math.inf
+            self._scope = None
+            self._target = -math.inf
+            self._reply = _not_running
             for slot in slots.values():
-                fail(slot)
+                slot.firing = True
+                for timer in slot.timers:
+                    if timer._timer_slot is slot:
+                        timer._timer_slot = None
+                        timer.abandon(_Stopped())
             slots.clear()
             due.clear()
 
 
-async def _asyncio_checkpoint() -> None:
-    await asyncio.sleep(0)
+def _not_running() -> NoReturn:
+    raise RuntimeError("the ticker is not running")
