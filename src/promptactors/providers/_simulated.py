@@ -2,7 +2,7 @@
 
 It is the embedded default (demo, ``load`` and ``chaos`` commands, the engine's benchmark),
 so its own cost per token must stay small next to the engine's: every stream of a provider
-waits on one :class:`~promptactors.providers._ticker.Ticker` instead of a timer per token.
+waits on one :class:`~promptactors.providers.Ticker` instead of a timer per token.
 """
 
 from __future__ import annotations
