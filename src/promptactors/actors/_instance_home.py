@@ -10,6 +10,7 @@ instance's retry policy for turns interrupted by a crash or a retryable provider
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from ..providers import PriceTable, Provider
     from ..state import InstanceState
     from ..store import WriteOp
-    from ._turns import Subscription, TurnTicket
+    from ._turns import ActiveTurn, Subscription, TurnTicket
 
 __all__ = [
     "EngineContext",
@@ -125,10 +126,14 @@ class InstanceHome:
     __slots__ = (
         "crashes",
         "journal",
+        "queue",
+        "run_id",
         "spec",
         "state",
+        "stopping",
         "subscribers",
         "ticket",
+        "turn",
     )
 
     def __init__(self, spec: InstanceSpec) -> None:
@@ -136,5 +141,13 @@ class InstanceHome:
         self.state: InstanceState | None = None
         self.journal: list[Event] = []
         self.ticket: TurnTicket | None = None
+        """The last accepted turn's ticket (``current_turn``)."""
+        self.turn: ActiveTurn | None = None
+        """The turn running now (any phase before ``done``)."""
+        self.queue: deque[tuple[TurnTicket, str | None]] = deque()
+        """Accepted turns waiting for the running one (``on_busy="enqueue"``)."""
+        self.run_id: str | None = spec.run_id
+        """The run this conversation is saved to: chosen once, kept across restarts."""
+        self.stopping = False
         self.subscribers: set[Subscription] = set()
         self.crashes = 0
