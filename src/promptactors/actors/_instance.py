@@ -147,8 +147,15 @@ class InstanceActor(TurnRunner):
         home.stopping = True
         await self._cancel_all("the instance was stopped")
         self.cancel_linked()
-        # The conversation is over: its run says how it ended (continuing it later by run
-        # id marks it running again). Recovery only handles runs whose process died.
+        await self._close_run()
+        registry = self.engine.registry
+        if registry is not None:
+            await registry.unregister(self.state.instance_id)
+
+    async def _close_run(self) -> None:
+        """The conversation is over: its run says how it ended (continuing it later by run
+        id marks it running again). Recovery only handles runs whose process died."""
+        await self._flush_outbox()
         state = self.state
         run_id = state.core.run.run_id
         if run_id is not None and state.core.config.track_in_runs:
@@ -160,15 +167,23 @@ class InstanceActor(TurnRunner):
                     error=state.core.error if failed else None,
                 )
             )
-        registry = self.engine.registry
-        if registry is not None:
-            await registry.unregister(self.state.instance_id)
+
+    async def _flush_outbox(self) -> None:
+        outbox = self.home.outbox
+        if outbox:
+            ops = list(outbox)
+            await self._persist_quietly(*ops)
+            del outbox[: len(ops)]
 
     async def on_crash(self, error: BaseException) -> None:
         """Runs after a crash. During a stop (no incarnation follows) the turn ends here,
         cancelled: its caller never waits for a restart that will not come."""
         if self.home.stopping:
             await self._cancel_all("the instance was stopped (and crashed)")
+            await self._close_run()
+            registry = self.engine.registry
+            if registry is not None:
+                await registry.unregister(self.state.instance_id)
 
     async def _cancel_all(self, why: str) -> None:
         home = self.home
@@ -198,6 +213,7 @@ class InstanceActor(TurnRunner):
 
     async def _recover_interrupted_turn(self) -> None:
         """After a crash: settle the attempt the last incarnation left running."""
+        await self._flush_outbox()
         state = self.state
         turn = self.home.turn
         if turn is None:

@@ -126,6 +126,7 @@ class InstanceHome:
     __slots__ = (
         "crashes",
         "journal",
+        "outbox",
         "queue",
         "run_id",
         "spec",
@@ -149,5 +150,7 @@ class InstanceHome:
         self.run_id: str | None = spec.run_id
         """The run this conversation is saved to: chosen once, kept across restarts."""
         self.stopping = False
+        self.outbox: list[WriteOp] = []
+        """A settled turn's rows not yet confirmed by the tracker (rewritten after a crash)."""
         self.subscribers: set[Subscription] = set()
         self.crashes = 0

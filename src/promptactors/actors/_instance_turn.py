@@ -161,7 +161,11 @@ class TurnRunner(Actor[InstanceCommand]):
             if run_rows is not None:
                 ops.append(run_rows)
             if ops and self._tracking():
+                # Kept until confirmed: a crash meanwhile rewrites them (they are idempotent).
+                outbox = self.home.outbox
+                outbox.extend(ops)
                 await self._persist_quietly(*ops)
+                del outbox[: len(ops)]
                 if run_rows is not None and self.home.state is not None:
                     self._apply(
                         RunSaved.model_construct(
