@@ -12,8 +12,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from promptactors import AttemptsExhausted, InjectedFault, Runtime
+from promptactors import AttemptsExhausted, InjectedFault, Runtime, StoreUnavailable
 from promptactors.providers import ProviderRequest, StreamEnd, TextDelta, Usage
+from promptactors.store import open_store
 from promptactors.testing import ScriptedProvider
 
 from ._turn_helpers import PROMPT, running_rows, runtime
@@ -139,3 +140,44 @@ async def test_provider_retries_number_their_task_rows(tmp_path: Path) -> None:
             (2, "failed"),
             (3, "completed"),
         ]
+
+
+class _DownStore:
+    """A store whose ``apply`` is unavailable while ``down`` is set."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.down = True
+
+    async def apply(self, ops: Any) -> None:
+        if self.down:
+            raise StoreUnavailable("the database is down (test)")
+        await self._inner.apply(ops)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_a_store_outage_while_creating_rows_fails_the_turn_cleanly(tmp_path: Path) -> None:
+    """The turn fails with StoreUnavailable (the instance does not crash); once the store
+    is back the rows say failed, and the next turn reuses the one run chosen at first."""
+    async with await open_store(f"sqlite:///{tmp_path}/down.db", migrate=True) as inner:
+        store = _DownStore(inner)
+        provider = ScriptedProvider(default=["fine"])
+        async with runtime(tmp_path, provider, store=store) as rt:  # type: ignore[arg-type]
+            rt._engine.row_timeout = 0.2
+            inst = await rt.start_instance(prompt=PROMPT)
+            with pytest.raises(StoreUnavailable):
+                await inst.execute("first")
+            assert provider.requests == []
+            snap = await inst.snapshot()
+            assert snap.conversation.messages[0].failed
+            store.down = False
+            await rt.tracker.flush()
+            result = await inst.execute("second")
+            assert result.text == "fine"
+            assert len(await rt.store.list_runs(limit=10)) == 1
+            tasks = await rt.store.list_tasks(result.run_id or "")
+            assert sorted(t.status for t in tasks) == ["completed", "failed"]
+            await inst.stop()
+            assert await running_rows(rt) == []

@@ -88,6 +88,9 @@ class EngineContext:
     clock: Callable[[], float] = time.time
     utcnow: Callable[[], datetime] = lambda: datetime.now(UTC)
     journal: bool = True
+    row_timeout: float = 30.0
+    """Seconds a turn waits for its run and task rows to commit before it fails cleanly
+    (and a failed or cancelled turn for its rows before its caller hears; they stay queued)."""
     _computed: tuple[int, dict[str, str]] = field(default=(-1, {}), repr=False)
 
     def computed(self) -> dict[str, str]:

@@ -62,8 +62,6 @@ if TYPE_CHECKING:
 __all__ = ["TurnRunner", "message_row"]
 
 _log = structlog.get_logger("promptactors.instance")
-ROW_TIMEOUT = 30.0
-"""Seconds a turn waits for its run and task rows before it fails (the store is down)."""
 
 
 class TurnRunner(Actor[InstanceCommand]):
@@ -115,7 +113,7 @@ class TurnRunner(Actor[InstanceCommand]):
         """Hand ``ops`` to the tracker; a refusal or an outage is logged, never raised
         (persistence never crashes an instance; accepted ops are retried by the tracker)."""
         try:
-            await self._persist(*ops, timeout=ROW_TIMEOUT)
+            await self._persist(*ops, timeout=self.engine.row_timeout)
         except (StoreError, NotFound, ActorDead) as exc:
             _log.warning(
                 "turn_write_not_confirmed",
@@ -287,7 +285,7 @@ class TurnRunner(Actor[InstanceCommand]):
             turn.rows = True
             try:
                 # Durability: the task row is committed before the provider is called.
-                await self._persist(*ops, timeout=ROW_TIMEOUT)
+                await self._persist(*ops, timeout=engine.row_timeout)
             except (StoreError, NotFound) as exc:
                 if self._current(turn, gen):
                     await self._attempt_failed(turn, exc, retryable=False)
