@@ -13,6 +13,7 @@ import pytest
 
 from promptactors import TurnCancelled, TurnResult
 from promptactors.providers import ProviderRequest, TextDelta
+from promptactors.store import open_store
 from promptactors.testing import Pause, ScriptedProvider
 
 from ._turn_helpers import PROMPT, running_rows, runtime
@@ -100,3 +101,25 @@ async def test_200_concurrent_turns_with_random_stops_all_resolve_and_nothing_ru
                 task = await rt.store.get_task(outcome.task_id)
                 assert (task.status, task.response_text) == ("completed", outcome.text)
         assert await rt.instance_count() == 0
+
+
+async def test_a_runtime_shutdown_mid_turn_cancels_it_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    """Leaving open_runtime during a stream cancels the turn for its caller and marks its
+    rows: after the shutdown no run or task is running in the database."""
+    provider = ScriptedProvider([["so", Pause(30), "far"]])
+    async with runtime(tmp_path, provider) as rt:
+        inst = await rt.start_instance(prompt=PROMPT)
+        async with inst.stream("go") as turn:
+            async for _chunk in turn:
+                break
+        ticket = await inst.current_turn()
+        assert ticket is not None
+    with pytest.raises(TurnCancelled):
+        await ticket.wait(10)
+    async with await open_store(f"sqlite:///{tmp_path}/turns.db") as store:
+        runs = await store.list_runs(limit=10)
+        assert len(runs) == 1
+        assert runs[0].status != "running"
+        assert [t.status for t in await store.list_tasks(runs[0].id)] == ["interrupted"]
