@@ -123,3 +123,52 @@ async def test_a_runtime_shutdown_mid_turn_cancels_it_and_leaves_nothing_running
         assert len(runs) == 1
         assert runs[0].status != "running"
         assert [t.status for t in await store.list_tasks(runs[0].id)] == ["interrupted"]
+
+
+class _CrashThenHang:
+    """The first stream crashes the instance (a bug); later ones stream then wait."""
+
+    name = "simulated"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.second = anyio.Event()
+
+    @asynccontextmanager
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[Any]:
+        self.calls += 1
+        call = self.calls
+
+        async def events() -> AsyncIterator[Any]:
+            yield TextDelta(f"try {call}")
+            if call == 1:
+                raise RuntimeError("bug in the stream")
+            self.second.set()
+            await anyio.sleep_forever()
+
+        yield events()
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_stop_after_a_crash_cancels_the_retried_turn(tmp_path: Path) -> None:
+    """A stop reaching the restarted incarnation during the retry: one cancelled outcome,
+    the crashed attempt interrupted, the retry interrupted, nothing running."""
+    provider = _CrashThenHang()
+    async with runtime(tmp_path, provider) as rt:  # type: ignore[arg-type]
+        inst = await rt.start_instance(prompt=PROMPT)
+        ticket = await inst.start_turn("go")
+        with anyio.fail_after(10):
+            await provider.second.wait()
+        await inst.stop()
+        with pytest.raises(TurnCancelled) as cancelled:
+            await ticket.wait(10)
+        assert cancelled.value.partial_text == "try 2"
+        assert await running_rows(rt) == []
+        run = (await rt.store.list_runs(limit=1))[0]
+        tasks = sorted(await rt.store.list_tasks(run.id), key=lambda t: t.attempt)
+        assert [(t.attempt, t.status, t.response_text) for t in tasks] == [
+            (1, "interrupted", "try 1"),
+            (2, "interrupted", "try 2"),
+        ]
