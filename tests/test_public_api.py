@@ -198,6 +198,7 @@ EXPECTED: dict[str, set[str]] = {
         "FailTask",
         "FinishTurn",
         "InterruptTask",
+        "MemoryStore",
         "PromptMessageRow",
         "PromptRecord",
         "PromptSource",
