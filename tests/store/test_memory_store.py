@@ -90,12 +90,13 @@ async def test_a_failing_batch_changes_nothing_whatever_op_fails() -> None:
         finish("task-1"),
         UpdateRun("run-1", name="changed", messages=[{"role": "user", "content": "x"}]),
     ]
-    for last, error in [
+    failing: list[tuple[WriteOp, type[Exception]]] = [
         (CreateRun("run-1", prompt_id="another"), StoreConflict),
         (finish("no-such-task"), NotFound),
         (UpdateRun("no-such-run", name="x"), RunNotFound),
         (UpdateRun("run-1", name="late", fence=0), StaleFence),
-    ]:
+    ]
+    for last, error in failing:
         with pytest.raises(error):
             await store.apply([*head, last])
         assert await everything(store) == before
