@@ -200,6 +200,7 @@ EXPECTED: dict[str, set[str]] = {
         "FailTask",
         "FinishTurn",
         "InterruptTask",
+        "MemoryStore",
         "PromptMessageRow",
         "PromptRecord",
         "PromptSource",
