@@ -20,16 +20,21 @@ if TYPE_CHECKING:
 
     import asyncpg
 
-__all__ = ["PostgresPromptListing", "SqlitePromptListing"]
+__all__ = ["PostgresPromptListing", "SqlitePromptListing", "check_listing"]
 
 T = TypeVar("T")
 
 
-def _list_sql(source: PromptSource, limit: int, mark: str) -> str:
-    """The query, once the arguments are checked (``source`` is then a known table name)."""
+def check_listing(source: PromptSource, limit: int) -> None:
+    """Raise ``InvalidInput`` unless ``source`` is a prompt table and ``limit`` positive."""
     check_choice(source, PROMPT_SOURCES, "prompt source")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidInput(f"limit must be a positive integer, got {limit!r}")
+
+
+def _list_sql(source: PromptSource, limit: int, mark: str) -> str:
+    """The query, once the arguments are checked (``source`` is then a known table name)."""
+    check_listing(source, limit)
     return f"SELECT * FROM {source} ORDER BY id LIMIT {mark}"
 
 

@@ -41,6 +41,7 @@ from promptactors._exceptions import (
 )
 
 from ._base import StoreBase
+from ._listings import check_listing
 from ._memory_writes import Row, Tables, Transaction, apply_batch, own_run
 from ._migrations import latest_version
 from ._records import (
@@ -208,6 +209,28 @@ class MemoryStore(StoreBase):
             raise PromptNotFound(prompt_id, f"prompt {prompt_id!r} not found in {source}")
         self.reads += 1
         return prompt_from_row(row, self._decoder)
+
+    async def list_prompts(
+        self, source: PromptSource = "prompts", *, limit: int = 100
+    ) -> list[PromptRecord]:
+        """The prompts of ``source`` in id order, at most ``limit``."""
+        await anyio.lowlevel.checkpoint()
+        check_listing(source, limit)
+        self._serve()
+        table = self._prompts[source]
+        self.reads += 1
+        return [prompt_from_row(table[key], self._decoder) for key in sorted(table)[:limit]]
+
+    async def count_by_status(self) -> dict[str, dict[str, int]]:
+        """How many runs and tasks have each status: ``{"runs": {...}, "tasks": {...}}``."""
+        await anyio.lowlevel.checkpoint()
+        self._serve()
+        counts: dict[str, dict[str, int]] = {"runs": {}, "tasks": {}}
+        for name, rows in (("runs", self._tables.runs), ("tasks", self._tables.tasks)):
+            for row in rows.values():
+                counts[name][row["status"]] = counts[name].get(row["status"], 0) + 1
+        self.reads += 1
+        return counts
 
     async def put_prompt(self, prompt: PromptRecord, source: PromptSource = "prompts") -> None:
         """Insert or replace a prompt in ``source``."""
