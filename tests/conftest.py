@@ -11,6 +11,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,23 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator[Any]:
+    """A PostgreSQL cluster of this test's own (``_pg_cluster.PgCluster``), started on a
+    free port: the test may stop and restart it. Always stopped and deleted afterwards.
+
+    Skips when no ``initdb``/``pg_ctl`` is installed, unless
+    ``PROMPTACTORS_REQUIRE_POSTGRES=1``, which fails instead.
+    """
+    from _pg_cluster import PgCluster, find_pg_bin  # tests/ is on sys.path via rootdir
+
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        reason = "no PostgreSQL server binaries (initdb, pg_ctl) found"
+        if REQUIRE_POSTGRES:
+            pytest.fail(reason + " (PROMPTACTORS_REQUIRE_POSTGRES=1)")
+        pytest.skip(reason)
+    with PgCluster(bin_dir) as cluster:
+        yield cluster
