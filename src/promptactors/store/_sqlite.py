@@ -21,6 +21,7 @@ from promptactors._exceptions import (
     SchemaError,
     StoreConflict,
     StoreError,
+    StoreNotWritable,
     StoreUnavailable,
 )
 
@@ -143,9 +144,13 @@ class SqliteStore(StoreBase):
             return StoreConflict(text)
         if "no such table" in message or "no such column" in message:
             return SchemaError(text + " -- is the schema migrated?")
+        code = getattr(exc, "sqlite_errorname", "")
+        if code.startswith("SQLITE_READONLY"):
+            return StoreNotWritable(text + " -- the database file (or its folder) is read-only")
+        if code == "SQLITE_FULL":
+            return StoreNotWritable(text + " -- the disk or the database's size limit is full")
         if any(
-            s in message
-            for s in ("unable to open", "locked", "busy", "disk i/o", "readonly", "not a database")
+            s in message for s in ("unable to open", "locked", "busy", "disk i/o", "not a database")
         ):
             return StoreUnavailable(text)
         return StoreError(text)
