@@ -68,14 +68,10 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
         _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def pg_cluster() -> Iterator[Any]:
-    """A PostgreSQL cluster of this test's own (``_pg_cluster.PgCluster``), started on a
-    free port: the test may stop and restart it. Always stopped and deleted afterwards.
-
-    Skips when no ``initdb``/``pg_ctl`` is installed, unless
-    ``PROMPTACTORS_REQUIRE_POSTGRES=1``, which fails instead.
-    """
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[tuple[Any, Any]]:
+    """``(bin_dir, data folder)`` of one initdb'd cluster, copied by each ``pg_cluster``
+    (initdb takes seconds; a copy a fraction of one). Skips or fails like ``pg_cluster``."""
     from _pg_cluster import PgCluster, find_pg_bin  # tests/ is on sys.path via rootdir
 
     bin_dir = find_pg_bin()
@@ -84,5 +80,23 @@ def pg_cluster() -> Iterator[Any]:
         if REQUIRE_POSTGRES:
             pytest.fail(reason + " (PROMPTACTORS_REQUIRE_POSTGRES=1)")
         pytest.skip(reason)
-    with PgCluster(bin_dir) as cluster:
+    template = PgCluster(bin_dir)
+    try:
+        yield bin_dir, template.make_template()
+    finally:
+        template.destroy()
+
+
+@pytest.fixture
+def pg_cluster(_pg_template: tuple[Any, Any]) -> Iterator[Any]:
+    """A PostgreSQL cluster of this test's own (``_pg_cluster.PgCluster``), started on a
+    free port: the test may stop and restart it. Always stopped and deleted afterwards.
+
+    Skips when no ``initdb``/``pg_ctl`` is installed, unless
+    ``PROMPTACTORS_REQUIRE_POSTGRES=1``, which fails instead.
+    """
+    from _pg_cluster import PgCluster
+
+    bin_dir, template = _pg_template
+    with PgCluster(bin_dir, template) as cluster:
         yield cluster

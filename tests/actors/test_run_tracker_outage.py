@@ -20,7 +20,7 @@ from promptactors.store import CreateRun, CreateTask, UpdateRun, open_store
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 TIMEOUT = 60
-OUTAGE = 2.0
+OUTAGE = 1.0
 RETRY = CommitBackoff(initial=0.05, maximum=0.5, rng=random.Random(3))
 
 

@@ -45,7 +45,7 @@ def _store_caused(error: BaseException) -> bool:
     return False
 
 
-@pytest.mark.anyio
+@pytest.mark.trio  # the asyncio bridge is covered by the store and tracker outage tests
 async def test_turns_survive_a_database_outage_with_one_outcome_each(pg_cluster: Any) -> None:
     """50 instances mid-turn and 10 turns started during a 3 s stop of PostgreSQL: each
     accepted turn is answered or fails on StoreUnavailable; the rows agree afterwards."""
