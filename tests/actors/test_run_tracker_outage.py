@@ -6,13 +6,14 @@ its operations are still queued, and they are committed later anyway.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
 import anyio
 import pytest
 
-from promptactors._exceptions import StoreUnavailable
+from promptactors._exceptions import StoreNotWritable, StoreUnavailable
 from promptactors.actors._run_tracker import CommitBackoff, RunTrackerClient, run_tracker_actor
 from promptactors.kernel import spawn
 from promptactors.store import CreateRun, CreateTask, UpdateRun, open_store
@@ -66,3 +67,45 @@ async def test_ops_accepted_before_and_during_an_outage_are_all_committed_once(
     assert stats.retries > 0
     assert stats.pending == 0
     assert stats.conflicts == 0
+
+
+@pytest.mark.anyio
+async def test_a_read_only_postgresql_database_fails_the_waiters_at_once(pg_cluster: Any) -> None:
+    """A server that turned read-only (as a standby does) gets StoreNotWritable naming the
+    cause at once, not retries; writes work again once it is writable."""
+    import asyncpg  # the postgres extra
+
+    async def admin(on: bool) -> None:
+        conn = await asyncpg.connect(pg_cluster.url, timeout=5)
+        try:
+            await conn.execute(f"ALTER SYSTEM SET default_transaction_read_only = {on}")
+            await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
+
+    async def set_read_only(on: bool) -> None:
+        # asyncpg needs asyncio: run the admin session on a loop of its own in a thread.
+        await anyio.to_thread.run_sync(lambda: asyncio.run(admin(on)))
+
+    with anyio.fail_after(TIMEOUT):
+        store = await open_store(pg_cluster.url, migrate=True, pool_size=2, connect_timeout=2)
+    try:
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                ref = await spawn(tg, run_tracker_actor(store, retry=RETRY), shutdown_timeout=30)
+                tracker = RunTrackerClient(ref)
+                await set_read_only(True)
+                await anyio.sleep(0.2)  # the reload reaches the pooled sessions
+                with pytest.raises(StoreNotWritable, match="read-only") as caught:
+                    await tracker.persist(CreateRun("run-ro"), timeout=5)
+                assert "\n" not in str(caught.value)
+                await set_read_only(False)
+                await anyio.sleep(0.2)
+                await tracker.persist(CreateRun("run-rw"), timeout=5)
+                stats = await tracker.stats()
+                await ref.stop()
+            assert [r.id for r in await store.list_runs()] == ["run-rw"]
+    finally:
+        with anyio.fail_after(TIMEOUT):
+            await store.close()
+    assert (stats.failed, stats.retries) == (1, 0)
