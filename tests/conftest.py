@@ -11,6 +11,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,37 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[tuple[Any, Any]]:
+    """``(bin_dir, data folder)`` of one initdb'd cluster, copied by each ``pg_cluster``
+    (initdb takes seconds; a copy a fraction of one). Skips or fails like ``pg_cluster``."""
+    from _pg_cluster import PgCluster, find_pg_bin  # tests/ is on sys.path via rootdir
+
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        reason = "no PostgreSQL server binaries (initdb, pg_ctl) found"
+        if REQUIRE_POSTGRES:
+            pytest.fail(reason + " (PROMPTACTORS_REQUIRE_POSTGRES=1)")
+        pytest.skip(reason)
+    template = PgCluster(bin_dir)
+    try:
+        yield bin_dir, template.make_template()
+    finally:
+        template.destroy()
+
+
+@pytest.fixture
+def pg_cluster(_pg_template: tuple[Any, Any]) -> Iterator[Any]:
+    """A PostgreSQL cluster of this test's own (``_pg_cluster.PgCluster``), started on a
+    free port: the test may stop and restart it. Always stopped and deleted afterwards.
+
+    Skips when no ``initdb``/``pg_ctl`` is installed, unless
+    ``PROMPTACTORS_REQUIRE_POSTGRES=1``, which fails instead.
+    """
+    from _pg_cluster import PgCluster
+
+    bin_dir, template = _pg_template
+    with PgCluster(bin_dir, template) as cluster:
+        yield cluster

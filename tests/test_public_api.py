@@ -68,6 +68,7 @@ EXPECTED: dict[str, set[str]] = {
         "StaleFence",
         "StoreConflict",
         "StoreError",
+        "StoreNotWritable",
         "StoreUnavailable",
         "StreamTruncated",
         "SupervisionError",

@@ -47,6 +47,7 @@ asyncpg, httpx) never escape an adapter: they are translated into these with
         ├── StoreConflict                        an idempotency key or constraint was violated
         │   ├── RunInUse                         another owner holds the run (claim_run)
         │   └── StaleFence                       writes carried a fencing token that is stale
+        ├── StoreNotWritable                     read-only database, or disk/quota full: not retried
         └── SchemaError                          schema missing, too new, or a migration failed
 """
 
@@ -94,6 +95,7 @@ __all__ = [
     "StaleFence",
     "StoreConflict",
     "StoreError",
+    "StoreNotWritable",
     "StoreUnavailable",
     "StreamTruncated",
     "SupervisionError",
@@ -408,6 +410,12 @@ class StaleFence(StoreConflict):
     def only(self, index: int) -> StaleFence:
         """The refusal of the one operation at ``index`` (for its own waiter)."""
         return StaleFence(pair for pair in self.stale if pair[0] == index)
+
+
+class StoreNotWritable(StoreError):
+    """The database refuses every write: the file or database is read-only, or the disk
+    (or a quota) is full. Retrying does not help until an operator acts, so the run
+    tracker fails the waiters at once instead of retrying; the message names the cause."""
 
 
 class SchemaError(StoreError):

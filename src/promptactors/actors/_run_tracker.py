@@ -7,8 +7,11 @@ the tracker, which appends them to a pending batch and commits the whole batch w
 arrive while a commit is in flight wait in the mailbox and form the next batch: batches
 grow with load, with no timer per operation.
 
-Nothing accepted is dropped while the process lives: an unavailable store is retried with
-exponential backoff and jitter until it answers; an operation the store refuses
+Nothing accepted is dropped while the process lives: an unavailable store
+(``StoreUnavailable``: unreachable, restarting, busy) is retried with exponential backoff
+and jitter until it answers. A store that refuses every write for a reason no retry can fix
+(``SchemaError``, ``StoreNotWritable``: read-only, disk full) fails the waiters of the whole
+batch at once with that error, which names the cause. An operation the store refuses
 (``StoreConflict``, an unknown run or task) is isolated by bisecting its batch, the rest
 is committed, and only that operation's waiter hears about it. Operations whose fencing
 token is stale need no bisection: the store lists every one of them (``StaleFence``), so
@@ -29,9 +32,11 @@ from .._exceptions import (
     AskTimeout,
     InvalidInput,
     NotFound,
+    SchemaError,
     SendTimeout,
     StaleFence,
     StoreError,
+    StoreNotWritable,
     StoreUnavailable,
 )
 from ..kernel import Actor
@@ -190,6 +195,7 @@ class RunTracker(Actor[TrackerCommand]):
         self._largest_batch = 0
         self._retries = 0
         self._conflicts = 0
+        self._failed = 0
         self._heartbeats = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -277,6 +283,7 @@ class RunTracker(Actor[TrackerCommand]):
             pending=len(self._pending),
             retries=self._retries,
             conflicts=self._conflicts,
+            failed=self._failed,
             heartbeats=self._heartbeats,
         )
 
@@ -324,6 +331,11 @@ class RunTracker(Actor[TrackerCommand]):
                     error=str(exc),
                 )
                 await anyio.sleep(delay)
+            except (SchemaError, StoreNotWritable) as exc:
+                # The store refuses every write (missing schema, read-only, disk full):
+                # bisecting or retrying cannot help, so the whole batch fails at once.
+                self._fail_all(items, exc)
+                return
             except (StoreError, NotFound) as exc:
                 if isinstance(exc, StaleFence) and (stale := _stale_indexes(exc, len(items))):
                     # The store named every stale operation: refuse exactly those.
@@ -348,6 +360,17 @@ class RunTracker(Actor[TrackerCommand]):
                 for item in items:
                     item.settle()
                 return
+
+    def _fail_all(self, items: list[_Item], error: StoreError) -> None:
+        self._failed += len(items)
+        _log.error(
+            "run_tracker_store_refuses_writes",
+            ops=len(items),
+            error_type=type(error).__name__,
+            error=str(error),
+        )
+        for item in items:
+            item.settle(error)
 
     def _refuse(self, item: _Item, error: Exception) -> None:
         self._conflicts += 1

@@ -79,7 +79,8 @@ class TrackerStats:
     ``largest_batch``: most operations in one of them; ``pending``: operations accepted and
     not committed yet; ``retries``: commit attempts that failed because the store was
     unavailable; ``conflicts``: operations refused (conflict or unknown run/task);
-    ``heartbeats``: heartbeats written.
+    ``failed``: operations failed because the store refuses every write (missing schema,
+    read-only, disk full); ``heartbeats``: heartbeats written.
     """
 
     ops_committed: int = 0
@@ -88,6 +89,7 @@ class TrackerStats:
     pending: int = 0
     retries: int = 0
     conflicts: int = 0
+    failed: int = 0
     heartbeats: int = 0
 
 

@@ -28,8 +28,6 @@ from promptactors._exceptions import (
     PromptNotFound,
     RunNotFound,
     SchemaError,
-    StoreConflict,
-    StoreError,
     StoreUnavailable,
 )
 
@@ -37,6 +35,7 @@ from .._backend import AsyncioRunner
 from ._base import StoreBase
 from ._listings import PostgresPromptListing
 from ._migrations import ADVISORY_LOCK_KEY, latest_version, load_migrations
+from ._pg_errors import DRIVER_ERRORS, translate
 from ._pg_writes import apply_batch, own_run
 from ._records import (
     PROMPT_SOURCES,
@@ -78,19 +77,6 @@ __all__ = ["PostgresStore"]
 T = TypeVar("T")
 Pool = asyncpg.Pool
 
-
-_UNAVAILABLE: Final = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    pgerr.PostgresConnectionError,
-    pgerr.InvalidCatalogNameError,
-    pgerr.InvalidAuthorizationSpecificationError,
-    pgerr.InsufficientResourcesError,
-    pgerr.OperatorInterventionError,
-)
-_CONFLICT: Final = (pgerr.IntegrityConstraintViolationError, pgerr.TransactionRollbackError)
-_SCHEMA: Final = (pgerr.UndefinedTableError, pgerr.UndefinedColumnError)
 
 _STALE: Final = "heartbeat_at < now() - ${n}::float8 * interval '1 second'"
 
@@ -174,20 +160,10 @@ class PostgresStore(PostgresPromptListing, StoreBase):
                 return await fn(*args)
             except PromptActorsError:
                 raise
-            except (*_UNAVAILABLE, *_CONFLICT, *_SCHEMA, pgerr.PostgresError) as exc:
-                raise self._error(what, exc) from exc
+            except DRIVER_ERRORS as exc:
+                raise translate(f"PostgreSQL could not {what} ({self._where})", exc) from exc
 
         return await self._runner.run(guarded)
-
-    def _error(self, what: str, exc: BaseException) -> StoreError:
-        text = f"PostgreSQL could not {what} ({self._where}): {type(exc).__name__}: {exc}"
-        if isinstance(exc, _CONFLICT):
-            return StoreConflict(text)
-        if isinstance(exc, _SCHEMA):
-            return SchemaError(text + " -- is the schema migrated?")
-        if isinstance(exc, _UNAVAILABLE):
-            return StoreUnavailable(text)
-        return StoreError(text)
 
     @property
     def _db(self) -> Pool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from promptactors._exceptions import (
     ActionNotFound,
@@ -21,6 +21,7 @@ from promptactors._exceptions import (
     SchemaError,
     StoreConflict,
     StoreError,
+    StoreNotWritable,
     StoreUnavailable,
 )
 
@@ -60,25 +61,16 @@ from ._rows import (
     task_from_row,
 )
 from ._sqlite_writes import apply_batch, own_run, shifted
+from ._sqlite_writes import chunks as _chunks
+from ._sqlite_writes import marks as _marks
 from ._sqlite_writes import now as _now
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Collection, Mapping, Sequence
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
-
-_CHUNK: Final = 500  # ids per IN (...) list, well under SQLite's parameter limit
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 class SqliteStore(SqlitePromptListing, StoreBase):
@@ -144,9 +136,13 @@ class SqliteStore(SqlitePromptListing, StoreBase):
             return StoreConflict(text)
         if "no such table" in message or "no such column" in message:
             return SchemaError(text + " -- is the schema migrated?")
+        code = getattr(exc, "sqlite_errorname", "")
+        if code.startswith("SQLITE_READONLY"):
+            return StoreNotWritable(text + " -- the database file (or its folder) is read-only")
+        if code == "SQLITE_FULL":
+            return StoreNotWritable(text + " -- the disk or the database's size limit is full")
         if any(
-            s in message
-            for s in ("unable to open", "locked", "busy", "disk i/o", "readonly", "not a database")
+            s in message for s in ("unable to open", "locked", "busy", "disk i/o", "not a database")
         ):
             return StoreUnavailable(text)
         return StoreError(text)

@@ -34,8 +34,9 @@ from ._rows import SQLITE
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Iterator, Sequence
 
-__all__ = ["apply_batch", "now", "own_run", "shifted"]
+__all__ = ["CHUNK", "apply_batch", "chunks", "marks", "now", "own_run", "shifted"]
 
 
 def now() -> str:
@@ -288,3 +289,17 @@ def _update_run(conn: sqlite3.Connection, op: UpdateRun, now: str) -> None:
     ).rowcount
     if not changed:
         raise RunNotFound(op.run_id)
+
+
+CHUNK = 500  # ids per IN (...) list, well under SQLite's parameter limit
+
+
+def marks(n: int) -> str:
+    """``n`` SQL parameter marks: ``?,?,?``."""
+    return ",".join("?" * n)
+
+
+def chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    """``items`` in slices of at most ``CHUNK``, for ``IN (...)`` lists."""
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
