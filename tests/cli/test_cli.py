@@ -520,6 +520,19 @@ def test_load_json_reports_every_instance_completed_with_percentiles(cli: Cli) -
     assert len(cli.read(lambda store: store.list_runs(prompt_id="demo"))) == 20
 
 
+def test_load_shuts_the_runtime_down_gracefully(cli: Cli) -> None:
+    """After the load, the runtime stops its actors gracefully: every queued message is
+    handled (no dead letters), nothing is killed, and no run is left running."""
+    result = cli("load", "-n", "300", "--json", *cli.fast(tokens=2))
+
+    assert result.code == 0, result
+    assert "dead_letters" not in result.err
+    assert "child_killed" not in result.err
+    runs = cli.read(lambda store: store.list_runs(prompt_id="demo", limit=1000))
+    assert len(runs) == 300
+    assert {run.status for run in runs} == {"completed"}
+
+
 def test_load_table_shows_failures_by_kind_and_message_and_exits_1(cli: Cli, greet: str) -> None:
     """A load whose prompt lacks a variable reports every turn failed in a failures table
     (kind, message, count), with exit 1."""

@@ -139,20 +139,24 @@ def load(
         monitor = LoadMonitor()
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_sigint, monitor)
-            async with open_runtime(settings) as rt:
-                tg.start_soon(show_progress, monitor, _err, rate)
-                report = await run_load(
-                    rt,
-                    instances=instances,
-                    rate=rate,
-                    prompt_id=prompt_id,
-                    prompt=definition,
-                    variables=variables,
-                    track=not no_track,
-                    slo=slos,
-                    monitor=monitor,
-                )
-                tg.cancel_scope.cancel()  # the live view and the Ctrl-C watcher
+            try:
+                async with open_runtime(settings) as rt:
+                    tg.start_soon(show_progress, monitor, _err, rate)
+                    report = await run_load(
+                        rt,
+                        instances=instances,
+                        rate=rate,
+                        prompt_id=prompt_id,
+                        prompt=definition,
+                        variables=variables,
+                        track=not no_track,
+                        slo=slos,
+                        monitor=monitor,
+                    )
+            finally:
+                # The live view and the Ctrl-C watcher end only once the runtime has shut
+                # down: cancelling them inside its block would cancel its graceful shutdown.
+                tg.cancel_scope.cancel()
         return report
 
     report = run_async(main)
