@@ -102,6 +102,15 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition never held")
 
 
+async def until_pending(tracker: RunTrackerClient, count: int) -> None:
+    """Poll the tracker until it holds ``count`` accepted, uncommitted ops (bounded)."""
+    for _ in range(1000):
+        if (await tracker.stats()).pending >= count:
+            return
+        await anyio.sleep(0.005)
+    raise AssertionError(f"the tracker never held {count} pending ops")
+
+
 def task(task_id: str, run_id: str) -> CreateTask:
     return CreateTask(task_id, run_id, provider="simulated", model="sim-1")
 
@@ -225,7 +234,7 @@ async def test_a_stale_fence_fails_only_its_waiter_and_its_batch_commits_at_once
                         tg.start_soon(
                             persist, f"run-{i}", UpdateRun(f"run-{i}", name="x", fence=fence)
                         )
-                    await until(lambda: tracker.ref.queued == 12)
+                    await until_pending(tracker, 13)  # accepted behind the blocker
                     calls = store.apply_calls
                     store.down = False
                 stats = await tracker.stats()
@@ -319,12 +328,14 @@ async def test_stopping_the_tracker_commits_what_is_pending(store_url: str) -> N
 @pytest.mark.anyio
 async def test_a_stop_while_the_store_is_down_fails_the_waiters(sqlite_url: str) -> None:
     """Ops still uncommitted when the shutdown timeout ends are reported, and their waiters
-    answered instead of left hanging."""
+    answered instead of left hanging: StoreUnavailable for the ops accepted (in flight or
+    waiting behind the commit), ActorDead for one still in the mailbox."""
     async with opened(sqlite_url) as real:
         flaky = FlakyStore(real)
         flaky.down = True
         async with anyio.create_task_group() as tg:
-            actor = run_tracker_actor(flaky, retry=FAST_RETRY)
+            # One op a batch: r-1 in flight, r-2 a full batch behind it, r-3 held back.
+            actor = run_tracker_actor(flaky, retry=FAST_RETRY, max_batch=1)
             ref = await spawn(tg, actor, shutdown_timeout=0.3)
             tracker = RunTrackerClient(ref)
             errors: dict[str, BaseException] = {}
@@ -340,11 +351,17 @@ async def test_a_stop_while_the_store_is_down_fails_the_waiters(sqlite_url: str)
                     inner.start_soon(persist, "r-1")
                     await until(lambda: flaky.apply_calls >= 2)  # the tracker retries r-1
                     inner.start_soon(persist, "r-2")
-                    await until(lambda: ref.queued == 1)  # r-2 waits in the mailbox
+                    # r-2 is accepted at once; then the tracker reads nothing more (and
+                    # answers no stats) while the full batch waits.
+                    await anyio.sleep(0.05)
+                    await until(lambda: ref.queued == 0)
+                    inner.start_soon(persist, "r-3")
+                    await until(lambda: ref.queued == 1)  # r-3 waits in the mailbox
                     await ref.stop()
-        assert isinstance(errors["r-1"], StoreUnavailable)
-        assert "killed before committing" in str(errors["r-1"])
-        assert isinstance(errors["r-2"], ActorDead)
+        for accepted in ("r-1", "r-2"):
+            assert isinstance(errors[accepted], StoreUnavailable)
+            assert "killed before committing" in str(errors[accepted])
+        assert isinstance(errors["r-3"], ActorDead)
         assert any(e["event"] == "run_tracker_ops_uncommitted" for e in logs)
 
 

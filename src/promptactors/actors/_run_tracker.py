@@ -3,9 +3,12 @@
 Per-row commits are capped by the disk (a few hundred a second); a thousand rows in one
 transaction go two orders of magnitude faster. So actors hand their write operations to
 the tracker, which appends them to a pending batch and commits the whole batch with ONE
-``Store.apply`` as soon as its mailbox is empty (or the batch is full). Operations that
-arrive while a commit is in flight wait in the mailbox and form the next batch: batches
-grow with load, with no timer per operation.
+``Store.apply`` as soon as its mailbox is empty (or the batch is full). The commit runs in
+a task linked to the tracker, so operations that arrive while it is in flight are accepted
+at once and form the next batch (the next batch is built while the current one commits):
+batches grow with load, with no timer per operation. Once a full batch waits behind the
+one in flight, the tracker stops reading its mailbox until that commit ends, so a slow or
+unavailable store pushes back on the callers instead of piling operations up in memory.
 
 Nothing accepted is dropped while the process lives: an unavailable store
 (``StoreUnavailable``: unreachable, restarting, busy) is retried with exponential backoff
@@ -188,6 +191,9 @@ class RunTracker(Actor[TrackerCommand]):
         self._executor_id = executor_id
         self._heartbeat_interval = heartbeat_interval
         self._pending: list[_Item] = []
+        # Set when the running commit task ends (None: no commit task), and on each commit.
+        self._committer_done: anyio.Event | None = None
+        self._committed: anyio.Event | None = None
         self._flushes: list[tuple[int, CommitWaiter]] = []
         self._seq = 0
         self._ops_committed = 0
@@ -212,6 +218,8 @@ class RunTracker(Actor[TrackerCommand]):
         logged and their waiters fail with ``StoreUnavailable``.
         """
         try:
+            while self._committer_done is not None:
+                await self._committer_done.wait()
             while self._pending:
                 await self._commit_next()
         finally:
@@ -262,11 +270,19 @@ class RunTracker(Actor[TrackerCommand]):
             reply = self.stats()
         else:
             raise TypeError(f"RunTracker has no handler for {type(message).__name__}")
-        # Group commit: keep accepting while more is queued, then commit in one go.
-        ref = self.ref
+        # Group commit: keep accepting while more is queued, then commit in one go, in a
+        # linked task so that the next batch is accepted while this one commits.
+        pending = self._pending
+        idle = pending and self._committer_done is None
+        if idle and (len(pending) >= self._max_batch or self.ref.queued == 0):
+            self._committer_done = anyio.Event()
+            self.start_soon(self._committer)
         try:
-            while self._pending and (len(self._pending) >= self._max_batch or ref.queued == 0):
-                await self._commit_next()
+            # Backpressure: a full batch waits behind the commit in flight.
+            while self._committer_done is not None and len(pending) >= 2 * self._max_batch:
+                if self._committed is None:
+                    self._committed = anyio.Event()
+                await self._committed.wait()
         except anyio.get_cancelled_exc_class():
             # Killed (shutdown timeout) or cancelled from outside: this incarnation ends
             # without on_stop, so settle the waiters here rather than leave them hanging.
@@ -293,6 +309,23 @@ class RunTracker(Actor[TrackerCommand]):
             self._pending.append(_Item(op, group, self._seq))
 
     # -- committing ------------------------------------------------------------------------
+
+    async def _committer(self) -> None:
+        """Commit batch after batch until nothing is pending (a task linked to the tracker)."""
+        try:
+            while self._pending:
+                await self._commit_next()
+                committed, self._committed = self._committed, None
+                if committed is not None:
+                    committed.set()
+        except anyio.get_cancelled_exc_class():
+            # Killed, or crashed elsewhere: on_stop will not commit these; settle them here.
+            self._abandon("the run tracker was killed before committing them")
+            raise
+        finally:
+            done, self._committer_done = self._committer_done, None
+            if done is not None:
+                done.set()
 
     async def _commit_next(self) -> None:
         batch = self._pending[: self._max_batch]
@@ -521,8 +554,9 @@ class RunTrackerClient:
     async def stats(self, timeout: float | None = DEFAULT_PERSIST_TIMEOUT) -> TrackerStats:
         """The tracker's counters. Raises ``AskTimeout`` or ``ActorDead`` like ``ask``.
 
-        The tracker answers between commits: while the store is unavailable it is busy
-        retrying, so this waits (up to ``timeout``) like any other command.
+        The tracker answers between messages, a commit in flight does not delay it; but
+        while a full batch waits behind that commit (a slow or unavailable store) it reads
+        no messages, so this waits (up to ``timeout``) like any other command.
         """
         stats: TrackerStats = await self._ref.ask(GetTrackerStats(), timeout=timeout)
         return stats

@@ -28,7 +28,12 @@ BENCHMARKS = {
     "kernel": "actor kernel vs pykka: tell, ask, spawn, memory (and asyncio)",
     "engine": "10,000 instances streaming on the simulated provider, tracked in SQLite",
     "providers": "our OpenAI-compatible client vs the official openai SDK",
+    "store": "tracked executions per second: group commit vs one transaction a write",
+    "e2e": "1,000 streamed turns tracked in PostgreSQL: us vs openai SDK + SQLAlchemy",
 }
+# Benchmarks that measure a database: ``-d/--database`` names it (default: a temporary
+# PostgreSQL database on the local server, created and dropped by the benchmark).
+WITH_DATABASE = frozenset({"store", "e2e"})
 
 
 def load_benchmark(name: str) -> ModuleType:
@@ -93,9 +98,23 @@ def _command(name: str) -> None:
             Path | None,
             typer.Option("--output", "-o", metavar="FILE", help="Also write the JSON here."),
         ] = None,
+        database: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--database",
+                "-d",
+                help="Database URL (repeatable where supported; default: a temporary "
+                "PostgreSQL database on 127.0.0.1:5432, created and dropped).",
+            ),
+        ] = None,
     ) -> None:
         module = load_benchmark(name)
-        figures: dict[str, Any] = module.run(quick=quick)
+        if name in WITH_DATABASE:
+            figures: dict[str, Any] = module.run(quick=quick, databases=tuple(database or ()))
+        elif database:
+            raise InvalidInput(f"benchmark {name!r} takes no --database")
+        else:
+            figures = module.run(quick=quick)
         text = json.dumps(figures, indent=2, sort_keys=False)
         if output is not None:
             output.write_text(text + "\n", encoding="utf-8")
