@@ -29,6 +29,8 @@ asyncpg, httpx) never escape an adapter: they are translated into these with
     │   ├── MissingVariables                     template variables without a value
     │   ├── BrokerError                          a broker failed to resolve a variable
     │   ├── AttemptsExhausted                    a turn failed on every attempt of its retry policy
+    │   ├── TurnInProgress                       a turn is running (on_busy reject, or a full queue)
+    │   ├── TurnCancelled                        the turn was cancelled by stop() or an interrupt
     │   └── ProviderError                        the LLM provider failed (see ``retryable``)
     │       ├── ProviderAuthenticationError      401/403: bad or missing API key
     │       ├── ProviderBadRequest               400/422: the request was rejected
@@ -95,6 +97,8 @@ __all__ = [
     "StoreUnavailable",
     "StreamTruncated",
     "SupervisionError",
+    "TurnCancelled",
+    "TurnInProgress",
 ]
 
 
@@ -261,6 +265,20 @@ class BrokerError(ExecutionError):
 
 class AttemptsExhausted(ExecutionError):
     """Raised when a turn failed on each of its attempts. ``__cause__`` is the last failure."""
+
+
+class TurnInProgress(ExecutionError):
+    """A turn was refused because one is running (``on_busy="reject"``), the turn queue
+    is full (``on_busy="enqueue"``), or the instance is stopping."""
+
+
+class TurnCancelled(ExecutionError):
+    """The turn was cancelled by ``stop()`` or an ``interrupt``; ``partial_text`` is what
+    it had streamed (kept in the conversation as an assistant message marked partial)."""
+
+    def __init__(self, message: str, partial_text: str = "") -> None:
+        super().__init__(message)
+        self.partial_text = partial_text
 
 
 class ProviderError(ExecutionError):

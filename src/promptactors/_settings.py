@@ -66,7 +66,8 @@ class RuntimeSettings(BaseSettings):
 
     database_url: str = Field(
         "sqlite:///promptactors.db",
-        description="sqlite:///path.db, sqlite:///:memory:, or postgresql://user@host/db",
+        description="sqlite:///path.db, sqlite:///:memory:, postgresql://user@host/db, or "
+        "memory:// (in memory, for tests and simulation: nothing persisted)",
     )
     provider: str = Field("simulated", description="the provider prompts without one use")
     model: str | None = Field(None, description="the model prompts without one use")

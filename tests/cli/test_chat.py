@@ -111,3 +111,15 @@ def test_an_unknown_run_id_is_one_line(
     assert "Traceback" not in result.out + result.err
     assert result.text.startswith("error:")
     assert "no-such-run" in result.text
+
+
+def test_an_unknown_variable_is_refused_before_the_chat_starts(
+    cli: Cli, greet: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--var`` naming a variable the prompt does not have is one line, as for ``run``."""
+    result = chat(cli, monkeypatch, "hello\n", greet, "--var", "customer_nam=Ada")
+
+    assert result.code == 1
+    assert "Traceback" not in result.out + result.err
+    assert "'customer_nam'" in result.text
+    assert "did you mean 'customer_name'" in result.text

@@ -18,7 +18,6 @@ from promptactors import (
     BrokerRegistry,
     ChatNotAllowed,
     ExecutionStatus,
-    IllegalTransition,
     InjectedFault,
     InvalidInput,
     MissingVariables,
@@ -28,6 +27,8 @@ from promptactors import (
     Runtime,
     RuntimeSettings,
     StoreBroker,
+    TurnCancelled,
+    TurnInProgress,
     open_runtime,
 )
 from promptactors.providers import Provider, TextDelta, Usage
@@ -283,11 +284,11 @@ async def test_a_crash_mid_stream_restarts_the_instance_and_the_turn_is_answered
 
 @pytest.mark.anyio
 async def test_a_turn_cannot_start_while_one_runs(start: StartRuntime) -> None:
-    """A second execute during a turn is an illegal transition and changes nothing."""
+    """A second execute during a turn is refused (on_busy 'reject') and changes nothing."""
     async with start(latency=0.05, tokens=20) as rt:
         inst = await rt.start_instance(prompt=PROMPT, variables={"place": "Baku"})
         ticket = await inst.start_turn()
-        with pytest.raises(IllegalTransition, match="a turn is running"):
+        with pytest.raises(TurnInProgress, match="reject"):
             await inst.execute()
         result = await ticket.wait(30)
         assert result.output_tokens == 20
@@ -479,8 +480,9 @@ async def test_stopping_mid_turn_marks_the_task_interrupted(start: StartRuntime)
             async for _first_chunk in turn:
                 break  # the turn is streaming now
             await inst.stop()
-            with pytest.raises(AttemptsExhausted, match="stopped"):
+            with pytest.raises(TurnCancelled, match="stopped") as cancelled:
                 await turn.result()
+            assert cancelled.value.partial_text
         await rt.tracker.flush()
         tasks = await rt.store.list_tasks((await rt.store.list_runs(limit=1))[0].id)
         assert [t.status for t in tasks] == ["interrupted"]

@@ -1,4 +1,5 @@
-"""The store contract: every behaviour here holds for SQLite and PostgreSQL alike.
+"""The store contract: every behaviour here holds for SQLite, PostgreSQL and memory alike
+(but the schema tests, which are about a database's SQL schema).
 
 Tests marked ``anyio`` run on trio and asyncio; the others on trio.
 """
@@ -114,10 +115,10 @@ def finish(
 
 
 @pytest.mark.anyio
-async def test_migrating_twice_is_a_no_op(store_url: str) -> None:
+async def test_migrating_twice_is_a_no_op(sql_store_url: str) -> None:
     """The first migrate applies every migration, the second applies none."""
     with anyio.fail_after(TIMEOUT):
-        store = await open_store(store_url)
+        store = await open_store(sql_store_url)
         try:
             assert await store.schema_version() == 0
             assert await store.migrate() == latest_version("sqlite")
@@ -128,25 +129,25 @@ async def test_migrating_twice_is_a_no_op(store_url: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_newer_schema_raises_schema_error(store_url: str) -> None:
+async def test_a_newer_schema_raises_schema_error(sql_store_url: str) -> None:
     """A database migrated by a newer version is refused by migrate and by open."""
-    async with opened(store_url) as store:
+    async with opened(sql_store_url) as store:
         await raw_execute(
-            store_url,
+            sql_store_url,
             "INSERT INTO schema_migrations (version, name, applied_at)"
             " VALUES (999, 'future', '2099-01-01')",
         )
         with pytest.raises(SchemaError, match="999"):
             await store.migrate()
     with pytest.raises(SchemaError, match="newer"):
-        await open_store(store_url)
+        await open_store(sql_store_url)
 
 
 @pytest.mark.trio
-async def test_an_unmigrated_database_raises_schema_error(store_url: str) -> None:
+async def test_an_unmigrated_database_raises_schema_error(sql_store_url: str) -> None:
     """Using a store before migrating says the schema is missing."""
     with anyio.fail_after(TIMEOUT):
-        store = await open_store(store_url)
+        store = await open_store(sql_store_url)
         try:
             with pytest.raises(SchemaError, match="migrated"):
                 await store.get_run("run-1")

@@ -10,6 +10,7 @@ instance's retry policy for turns interrupted by a crash or a retryable provider
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from ..state import InstanceState
     from ..store import WriteOp
     from ._ownership import RunClaim
-    from ._turns import Subscription, TurnTicket
+    from ._turns import ActiveTurn, Subscription, TurnTicket
 
 __all__ = [
     "EngineContext",
@@ -88,6 +89,9 @@ class EngineContext:
     clock: Callable[[], float] = time.time
     utcnow: Callable[[], datetime] = lambda: datetime.now(UTC)
     journal: bool = True
+    row_timeout: float = 30.0
+    """Seconds a turn waits for its run and task rows to commit before it fails cleanly
+    (and a failed or cancelled turn for its rows before its caller hears; they stay queued)."""
     _computed: tuple[int, dict[str, str]] = field(default=(-1, {}), repr=False)
 
     def computed(self) -> dict[str, str]:
@@ -127,17 +131,33 @@ class InstanceHome:
         "claim",
         "crashes",
         "journal",
+        "outbox",
+        "queue",
+        "run_id",
         "spec",
         "state",
+        "stopping",
         "subscribers",
         "ticket",
+        "turn",
     )
 
     def __init__(self, spec: InstanceSpec, claim: RunClaim | None = None) -> None:
         self.spec = spec
-        self.claim = claim  # the run continued by this instance, released at its stop
+        self.claim = claim
+        """The database claim on the run this instance continues; released at its stop."""
         self.state: InstanceState | None = None
         self.journal: list[Event] = []
         self.ticket: TurnTicket | None = None
+        """The last accepted turn's ticket (``current_turn``)."""
+        self.turn: ActiveTurn | None = None
+        """The turn running now (any phase before ``done``)."""
+        self.queue: deque[tuple[TurnTicket, str | None]] = deque()
+        """Accepted turns waiting for the running one (``on_busy="enqueue"``)."""
+        self.run_id: str | None = spec.run_id
+        """The run this conversation is saved to: chosen once, kept across restarts."""
+        self.stopping = False
+        self.outbox: list[WriteOp] = []
+        """A settled turn's rows not yet confirmed by the tracker (rewritten after a crash)."""
         self.subscribers: set[Subscription] = set()
         self.crashes = 0

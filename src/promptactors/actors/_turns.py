@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ..kernel import Reply, reply_slot
 
 if TYPE_CHECKING:
+    from ..state import TurnLife
+    from ..store import FinishTurn
     from ._instance_home import InstanceHome
 
-__all__ = ["Subscription", "TurnChunk", "TurnResult", "TurnTicket"]
+__all__ = ["ActiveTurn", "Subscription", "TurnChunk", "TurnResult", "TurnTicket"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,28 @@ class TurnTicket:
             raise self.error
         assert self.result is not None
         return self.result
+
+
+class ActiveTurn:
+    """The instance's bookkeeping for its running turn (kept in the home across restarts).
+
+    ``life`` is the pure :class:`~promptactors.state.TurnLife`; ``gen`` names the current
+    attempt task: a task whose ``gen`` is no longer current (cancelled, superseded) changes
+    nothing. ``rows`` says whether the current attempt's task row was handed to the
+    tracker; ``commit`` holds the answer being committed (replayed after a crash).
+    """
+
+    __slots__ = ("commit", "gen", "life", "rows", "scope", "settled", "task_id", "ticket")
+
+    def __init__(self, ticket: TurnTicket, life: TurnLife, task_id: str) -> None:
+        self.ticket = ticket
+        self.life = life
+        self.task_id = task_id
+        self.gen = 0
+        self.rows = False
+        self.scope: anyio.CancelScope | None = None
+        self.commit: tuple[Any, FinishTurn | None] | None = None
+        self.settled = anyio.Event()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,14 +9,13 @@ leaves a run ``running``.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
 from rich.console import Console
 
-from .. import MissingVariables, PromptActorsError, load_prompt_file, open_runtime
+from .. import MissingVariables, PromptActorsError, open_runtime
 from ._common import (
     DatabaseOption,
     LatencyOption,
@@ -24,8 +23,10 @@ from ._common import (
     ProviderOption,
     TokensOption,
     parse_vars,
+    prompt_file,
     run_async,
     settings_from,
+    start_prompt,
 )
 from ._output import seconds
 
@@ -144,19 +145,14 @@ def chat(
         simulated_tokens=tokens,
         simulated_latency=latency,
     )
-    path = Path(prompt)
-    definition = load_prompt_file(path) if path.suffix in (".yaml", ".yml", ".json") else None
+    definition = prompt_file(prompt)
     if sys.stdin.isatty():
         import readline  # noqa: F401  (line editing and history for input())
 
     async def main() -> None:
         async with open_runtime(settings) as rt:
-            handle = await rt.start_instance(
-                None if definition else prompt,
-                prompt=definition,
-                source="prompt_builtins" if builtin else "prompts",
-                variables=variables,
-                run_id=run_id,
+            handle = await start_prompt(
+                rt, prompt, definition, builtin=builtin, variables=variables, run_id=run_id
             )
             run = run_id
             try:

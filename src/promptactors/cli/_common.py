@@ -11,12 +11,15 @@ import anyio
 import typer
 from pydantic import ValidationError
 
-from .. import ConfigurationError, InvalidInput, RuntimeSettings
+from .. import ConfigurationError, InvalidInput, NotFound, RuntimeSettings, load_prompt_file
 from ..providers import EndpointConfig
 from ..state import find_variables
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+    from .. import InstanceHandle, PromptDefinition, Runtime
+    from ..store import PromptSource
 
 T = TypeVar("T")
 
@@ -115,6 +118,45 @@ def check_vars(
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         problems.append(f"--var {name!r}: prompt {prompt_id!r} has no such variable{hint}")
     raise InvalidInput(f"{'; '.join(problems)}; its variables: {', '.join(known) or 'none'}")
+
+
+def prompt_file(prompt: str) -> PromptDefinition | None:
+    """The definition in ``prompt`` if it names a prompt file (.yaml/.yml/.json), else None
+    (it is then a stored prompt's id)."""
+    path = Path(prompt)
+    return load_prompt_file(path) if path.suffix in (".yaml", ".yml", ".json") else None
+
+
+async def start_prompt(
+    rt: Runtime,
+    prompt: str,
+    definition: PromptDefinition | None,
+    *,
+    builtin: bool,
+    variables: Mapping[str, str],
+    **options: Any,
+) -> InstanceHandle:
+    """Start an instance of a prompt file's ``definition`` or of the stored prompt ``prompt``,
+    refusing ``--var`` names the prompt does not know (``InvalidInput``)."""
+    source: PromptSource = "prompt_builtins" if builtin else "prompts"
+    if definition is not None:
+        texts = [m.content for m in definition.messages]
+        check_vars(variables, definition.id, texts, [v.name for v in definition.variables])
+    else:
+        try:
+            stored = await rt.store.get_prompt(prompt, source)
+        except NotFound:
+            pass  # start_instance says which prompt is missing
+        else:
+            texts = [m.content for m in stored.messages]
+            check_vars(variables, prompt, texts, [v.name for v in stored.variable_defaults])
+    return await rt.start_instance(
+        None if definition else prompt,
+        prompt=definition,
+        source=source,
+        variables=variables,
+        **options,
+    )
 
 
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:

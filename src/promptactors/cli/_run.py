@@ -10,17 +10,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .. import InvalidInput, NotFound, load_prompt_file, open_runtime
+from .. import InvalidInput, open_runtime
 from ._common import (
     DatabaseOption,
     LatencyOption,
     ModelOption,
     ProviderOption,
     TokensOption,
-    check_vars,
     parse_vars,
+    prompt_file,
     run_async,
     settings_from,
+    start_prompt,
 )
 
 _err = Console(stderr=True)
@@ -66,30 +67,15 @@ def run(
         simulated_tokens=tokens,
         simulated_latency=latency,
     )
-    path = Path(prompt)
-    definition = load_prompt_file(path) if path.suffix in (".yaml", ".yml", ".json") else None
-
-    if definition is not None:
-        texts = [m.content for m in definition.messages]
-        check_vars(variables, definition.id, texts, [v.name for v in definition.variables])
+    definition = prompt_file(prompt)
 
     async def main() -> None:
         async with open_runtime(settings) as rt:
-            if definition is None:
-                try:
-                    stored = await rt.store.get_prompt(
-                        prompt, "prompt_builtins" if builtin else "prompts"
-                    )
-                except NotFound:
-                    pass  # start_instance says which prompt is missing
-                else:
-                    texts = [m.content for m in stored.messages]
-                    declared = [v.name for v in stored.variable_defaults]
-                    check_vars(variables, prompt, texts, declared)
-            handle = await rt.start_instance(
-                None if definition else prompt,
-                prompt=definition,
-                source="prompt_builtins" if builtin else "prompts",
+            handle = await start_prompt(
+                rt,
+                prompt,
+                definition,
+                builtin=builtin,
                 variables=variables,
                 execution_config={"track_in_runs": not no_track},
             )

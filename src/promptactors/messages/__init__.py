@@ -32,6 +32,7 @@ from ._commands import Execute as Execute
 from ._commands import ExportJournal as ExportJournal
 from ._commands import GetSnapshot as GetSnapshot
 from ._commands import InstanceCommand as InstanceCommand
+from ._commands import PendingTurns as PendingTurns
 from ._commands import Select as Select
 from ._commands import SetExpandedVariable as SetExpandedVariable
 from ._commands import SetInput as SetInput
@@ -41,11 +42,13 @@ from ._commands import ToggleShowVariables as ToggleShowVariables
 from ._commands import UpdateVariables as UpdateVariables
 from ._events import EVENT_TYPES as EVENT_TYPES
 from ._events import ActionValuesSet as ActionValuesSet
+from ._events import AttemptRetrying as AttemptRetrying
 from ._events import BrokerValuesSet as BrokerValuesSet
 from ._events import ComputedValuesSet as ComputedValuesSet
 from ._events import ConversationCleared as ConversationCleared
 from ._events import Event as Event
 from ._events import EventBase as EventBase
+from ._events import ExecutionCancelled as ExecutionCancelled
 from ._events import ExecutionCompleted as ExecutionCompleted
 from ._events import ExecutionFailed as ExecutionFailed
 from ._events import ExecutionStarted as ExecutionStarted
@@ -122,6 +125,7 @@ __all__ = [
     "AllInstances",
     "AnnounceInstance",
     "AnnounceRun",
+    "AttemptRetrying",
     "BrokerValuesSet",
     "CacheStats",
     "ClearConversation",
@@ -136,6 +140,7 @@ __all__ = [
     "Event",
     "EventBase",
     "Execute",
+    "ExecutionCancelled",
     "ExecutionCompleted",
     "ExecutionConfig",
     "ExecutionFailed",
@@ -172,6 +177,7 @@ __all__ = [
     "LinkRun",
     "LiveStats",
     "MessageAdded",
+    "PendingTurns",
     "PersistOps",
     "PromptDefinition",
     "PromptMessage",

@@ -20,6 +20,7 @@ __all__ = [
     "ExportJournal",
     "GetSnapshot",
     "InstanceCommand",
+    "PendingTurns",
     "Select",
     "SetExpandedVariable",
     "SetInput",
@@ -104,6 +105,11 @@ class CurrentTurn:
     """Reply with the ticket of the running (or last) turn, or None before the first."""
 
 
+@dataclass(frozen=True, slots=True)
+class PendingTurns:
+    """Reply with the tickets of the running turn and the queued ones, in order."""
+
+
 InstanceCommand = (
     Execute
     | SetInput
@@ -118,4 +124,5 @@ InstanceCommand = (
     | Subscribe
     | ExportJournal
     | CurrentTurn
+    | PendingTurns
 )

@@ -31,11 +31,13 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT_TYPES",
     "ActionValuesSet",
+    "AttemptRetrying",
     "BrokerValuesSet",
     "ComputedValuesSet",
     "ConversationCleared",
     "Event",
     "EventBase",
+    "ExecutionCancelled",
     "ExecutionCompleted",
     "ExecutionFailed",
     "ExecutionStarted",
@@ -258,6 +260,24 @@ class ExecutionFailed(EventBase):
     error: _Text
 
 
+class AttemptRetrying(EventBase):
+    """An attempt failed and the turn will be retried as task ``task_id``: status stays
+    ``executing`` (the instance is still in its turn) and the streamed text starts again.
+    ``error`` says why the attempt failed."""
+
+    type: Literal["attempt_retrying"] = "attempt_retrying"
+    task_id: Id
+    error: _Text
+
+
+class ExecutionCancelled(EventBase):
+    """The turn was cancelled (a stop, an interrupt): the streamed text becomes an
+    assistant message marked ``partial``; status ``error`` with ``error``."""
+
+    type: Literal["execution_cancelled"] = "execution_cancelled"
+    error: _Text
+
+
 class UserTurnFailed(EventBase):
     """The user message of task ``task_id`` will not be answered (e.g. retries exhausted)."""
 
@@ -321,6 +341,8 @@ Event: TypeAlias = Annotated[
     | StreamDelta
     | ExecutionCompleted
     | ExecutionFailed
+    | AttemptRetrying
+    | ExecutionCancelled
     | UserTurnFailed
     | RunLinked
     | RunSaved

@@ -76,6 +76,11 @@ class ExecutionConfig(Frozen):
     show_variables: bool = False
     apply_variables: bool = True
     track_in_runs: bool = True
+    on_busy: Literal["reject", "enqueue", "interrupt"] = "reject"
+    """What a new turn does while one runs: ``reject`` it (``TurnInProgress``),
+    ``enqueue`` it (FIFO of at most ``max_queued_turns``) or ``interrupt`` the running one
+    (cancelled, its partial output kept) and run."""
+    max_queued_turns: Annotated[int, Field(ge=1, le=10_000)] = 16
 
 
 class PromptMessage(Frozen):
@@ -156,7 +161,8 @@ class ConversationMessage(Frozen):
     """A turn of the conversation.
 
     ``task_id`` links a user message and its answer to the task that produced the answer;
-    ``failed`` marks a user message whose turn failed for good (``error`` says why).
+    ``failed`` marks a user message whose turn failed for good (``error`` says why);
+    ``partial`` marks an assistant message cut short by a cancelled turn.
     ``content`` has no length limit here: it may be model output or loaded from a run;
     user text is limited where it enters (``InputSet``, ``ExecutionStarted``).
     """
@@ -165,6 +171,7 @@ class ConversationMessage(Frozen):
     content: str
     task_id: Id | None = None
     failed: bool = False
+    partial: bool = False
     error: str | None = None
     created_at: Timestamp | None = None
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import promptactors.state as selectors
 
+from .._exceptions import ActorDead, PromptActorsError
 from ..messages import (
     ClearConversation,
     ClearVariable,
@@ -17,6 +19,7 @@ from ..messages import (
     ExportJournal,
     GetSnapshot,
     LiveStats,
+    PendingTurns,
     Readiness,
     ScopedValues,
     Select,
@@ -96,9 +99,11 @@ class InstanceHandle:
         """Run a turn and return its result once the answer is committed.
 
         ``user_input`` is appended to the current input. Raises ``MissingVariables`` (naming
-        every missing one), ``ChatNotAllowed``, ``IllegalTransition`` while a turn runs,
-        ``ProviderError`` / ``AttemptsExhausted`` when the turn fails for good, and
-        ``TimeoutError`` after ``timeout`` (default: the runtime's ``turn_timeout``).
+        every missing one), ``ChatNotAllowed``, ``TurnInProgress`` while a turn runs (per
+        the instance's ``on_busy``), ``ProviderError`` / ``AttemptsExhausted`` when the turn
+        fails for good, ``TurnCancelled`` when it is stopped or interrupted, and
+        ``TimeoutError`` after ``timeout`` (default: the runtime's ``turn_timeout``; the
+        turn goes on: ``await (await inst.current_turn()).wait()`` gives its outcome).
         """
         ticket = await self.start_turn(user_input)
         return await ticket.wait(timeout or self._settings.turn_timeout)
@@ -133,7 +138,7 @@ class InstanceHandle:
         subscription: Subscription = await self._ref.ask(Subscribe())
         try:
             ticket: TurnTicket = await self._ref.ask(Execute(user_input))
-            if subscription.ticket is None:
+            if subscription.ticket is not ticket:
                 subscription.attach(ticket)
             yield TurnStream(subscription, ticket, timeout or self._settings.turn_timeout)
         finally:
@@ -171,8 +176,23 @@ class InstanceHandle:
     async def toggle_show_variables(self) -> None:
         await self._ref.ask(ToggleShowVariables())
 
-    async def stop(self) -> None:
-        """Stop the instance for good (a running turn is interrupted and marked so)."""
+    async def stop(self, *, drain: bool = False) -> None:
+        """Stop the instance for good.
+
+        A running turn is cancelled (its caller gets ``TurnCancelled``; the partial output
+        is kept as an assistant message marked partial, its task row says
+        ``interrupted``) unless its answer's commit started (then it is answered); queued
+        turns are cancelled. With ``drain=True`` the running and queued turns finish
+        first. Idempotent.
+        """
+        if drain and self._ref.is_alive:
+            try:
+                tickets: tuple[TurnTicket, ...] = await self._ref.ask(PendingTurns())
+            except ActorDead:
+                tickets = ()
+            for ticket in tickets:
+                with contextlib.suppress(PromptActorsError):
+                    await ticket.wait()
         await self._ref.stop()
 
     # -- reads (pure selectors over the instance's current state) --------------------------

@@ -214,6 +214,8 @@ class Runtime:
         definition = await self._prompt(prompt_id, prompt, source)
         config = check_config(execution_config)
         overrides = check_settings(settings)
+        # A prompt naming an unknown provider or no model fails here, not in every turn.
+        self._engine.provider_for({**definition.settings, **overrides})
         user_values = check_variables("variables", variables or {})
         check_text("initial_message", initial_message)
         check_id("instance_id", instance_id)

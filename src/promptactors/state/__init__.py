@@ -44,6 +44,11 @@ from ._templates import PLACEHOLDER as PLACEHOLDER
 from ._templates import find_variables as find_variables
 from ._templates import render as render
 from ._templates import render_messages as render_messages
+from ._turn import TurnLife as TurnLife
+from ._turn import TurnOutcome as TurnOutcome
+from ._turn import TurnPhase as TurnPhase
+from ._turn import TurnSignal as TurnSignal
+from ._turn import advance as advance_turn
 from ._variables import COMPUTED_VARIABLES as COMPUTED_VARIABLES
 from ._variables import computed_variables as computed_variables
 from ._variables import explain_variable_layers as explain_variable_layers
@@ -61,6 +66,11 @@ __all__ = [
     "InstanceState",
     "StreamView",
     "Turn",
+    "TurnLife",
+    "TurnOutcome",
+    "TurnPhase",
+    "TurnSignal",
+    "advance_turn",
     "append_stream",
     "can_transition",
     "check_transition",

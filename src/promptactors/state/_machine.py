@@ -11,9 +11,11 @@ Legal transitions, and the event that makes each one::
     ready         error          StatusChanged
     executing     streaming      StreamingStarted
     executing     completed      ExecutionCompleted (a turn whose stream carried no text)
-    executing     error          ExecutionFailed
+    executing     error          ExecutionFailed, ExecutionCancelled
     streaming     completed      ExecutionCompleted
-    streaming     error          ExecutionFailed
+    streaming     error          ExecutionFailed, ExecutionCancelled
+    executing     executing      AttemptRetrying (a failed attempt; the turn goes on)
+    streaming     executing      AttemptRetrying
     completed     executing      ExecutionStarted (a further turn: needs allow_chat)
     completed     ready          StatusChanged, ConversationCleared, InstanceReset
     error         executing      ExecutionStarted (a retry; a further turn needs allow_chat)
@@ -50,8 +52,8 @@ TRANSITIONS: Mapping[ExecutionStatus, frozenset[ExecutionStatus]] = {
     _S.IDLE: frozenset({_S.INITIALIZING, _S.ERROR}),
     _S.INITIALIZING: frozenset({_S.READY, _S.ERROR}),
     _S.READY: frozenset({_S.EXECUTING, _S.ERROR}),
-    _S.EXECUTING: frozenset({_S.STREAMING, _S.COMPLETED, _S.ERROR}),
-    _S.STREAMING: frozenset({_S.COMPLETED, _S.ERROR}),
+    _S.EXECUTING: frozenset({_S.EXECUTING, _S.STREAMING, _S.COMPLETED, _S.ERROR}),
+    _S.STREAMING: frozenset({_S.EXECUTING, _S.COMPLETED, _S.ERROR}),
     _S.COMPLETED: frozenset({_S.EXECUTING, _S.READY}),
     _S.ERROR: frozenset({_S.EXECUTING, _S.READY}),
 }

@@ -19,12 +19,14 @@ from promptactors._exceptions import (
 )
 from promptactors.messages import (
     ActionValuesSet,
+    AttemptRetrying,
     BrokerValuesSet,
     ComputedValuesSet,
     ConversationCleared,
     ConversationMessage,
     Event,
     EventBase,
+    ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionStarted,
@@ -308,8 +310,12 @@ def _resources_set(state: InstanceState, event: ResourcesSet) -> InstanceState:
 
 def _execution_started(state: InstanceState, event: ExecutionStarted) -> InstanceState:
     core = state.core
+    if core.status in TURN_STATUSES:
+        raise IllegalTransition(core.status.value, _S.EXECUTING.value, "a turn is running")
     check_transition(core.status, _S.EXECUTING)
-    if not core.config.allow_chat and any(m.role == "assistant" for m in core.messages):
+    if not core.config.allow_chat and any(
+        m.role == "assistant" and not m.partial for m in core.messages
+    ):
         raise ChatNotAllowed(
             f"instance {core.instance_id!r} has answered already and its allow_chat is off"
         )
@@ -412,6 +418,48 @@ def _execution_failed(state: InstanceState, event: ExecutionFailed) -> InstanceS
     )
 
 
+def _attempt_retrying(state: InstanceState, event: AttemptRetrying) -> InstanceState:
+    core = state.core
+    if core.status not in TURN_STATUSES:
+        raise IllegalTransition(core.status.value, _S.EXECUTING.value, "no turn is running")
+    return InstanceState(
+        replace(
+            core,
+            status=_S.EXECUTING,
+            error=None,
+            turn=Turn(task_id=event.task_id, started_at=event.at),
+        ),
+        StreamView([]),
+        event.at,
+    )
+
+
+def _execution_cancelled(state: InstanceState, event: ExecutionCancelled) -> InstanceState:
+    core = state.core
+    if core.status not in TURN_STATUSES:
+        raise IllegalTransition(core.status.value, _S.ERROR.value, "no turn is running")
+    turn = core.turn
+    partial = ConversationMessage(
+        role="assistant",
+        content=state.stream.text,
+        task_id=turn.task_id,
+        partial=True,
+        created_at=event.at,
+    )
+    totals = core.totals
+    return _evolve(
+        state,
+        event.at,
+        status=_S.ERROR,
+        error=event.error,
+        messages=(*core.messages, partial),
+        turn=replace(turn, ended_at=event.at),
+        totals=totals.model_copy(
+            update={"total_time": totals.total_time + _turn_time(turn, event.at)}
+        ),
+    )
+
+
 def _user_turn_failed(state: InstanceState, event: UserTurnFailed) -> InstanceState:
     core = state.core
     if core.status in TURN_STATUSES and core.turn.task_id == event.task_id:
@@ -500,6 +548,8 @@ _HANDLERS: dict[type[EventBase], Callable[[InstanceState, Any], InstanceState]] 
     StreamingStarted: _streaming_started,
     ExecutionCompleted: _execution_completed,
     ExecutionFailed: _execution_failed,
+    AttemptRetrying: _attempt_retrying,
+    ExecutionCancelled: _execution_cancelled,
     UserTurnFailed: _user_turn_failed,
     RunLinked: _run_linked,
     RunSaved: _run_saved,

@@ -1,4 +1,5 @@
-"""Persistence behind one protocol: SQLite (the embedded default) and PostgreSQL (asyncpg).
+"""Persistence behind one protocol: SQLite (the embedded default) and PostgreSQL (asyncpg),
+plus an in-memory store for tests and simulation (``memory://``, :class:`MemoryStore`).
 
 Open a store with :func:`open_store` from a trio or asyncio task; everything else goes
 through the :class:`Store` protocol. Writes to runs and tasks are operations
@@ -9,6 +10,7 @@ are idempotency keys: replaying an operation never duplicates rows or messages.
 
 from __future__ import annotations
 
+from ._memory import MemoryStore as MemoryStore
 from ._open import open_store as open_store
 from ._protocol import Store as Store
 from ._records import ActionRecord as ActionRecord
@@ -39,6 +41,7 @@ __all__ = [
     "FailTask",
     "FinishTurn",
     "InterruptTask",
+    "MemoryStore",
     "PromptMessageRow",
     "PromptRecord",
     "PromptSource",

@@ -45,6 +45,12 @@ async def open_store(
                 "PostgreSQL support needs asyncpg: install prompt-actors[postgres]"
             ) from exc
         store = await PostgresStore.open(url, pool_size=pool_size, connect_timeout=connect_timeout)
+    elif scheme == "memory":
+        if url.strip().lower() != "memory://":
+            raise InvalidInput(f"a memory store URL is just memory://, got {url!r}")
+        from ._memory import MemoryStore
+
+        store = MemoryStore()
     elif scheme in ("sqlite", ""):
         from ._sqlite import SqliteStore
 
@@ -52,7 +58,7 @@ async def open_store(
     else:
         raise InvalidInput(
             f"unknown store URL scheme {scheme!r} in {url!r}: use sqlite:///path.db, "
-            "postgresql://... or a file path"
+            "postgresql://..., memory:// or a file path"
         )
     if migrate:
         try:
