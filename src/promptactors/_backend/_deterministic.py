@@ -11,13 +11,15 @@ fails loudly if trio moves it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 import trio.testing
 from trio._core import _run as trio_run  # private: the scheduler's shuffle
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator
 
 __all__ = ["deterministic_scheduling", "run_virtual"]
 

@@ -209,6 +209,30 @@ class MemoryStore(StoreBase):
         self.reads += 1
         return prompt_from_row(row, self._decoder)
 
+    async def list_prompts(
+        self, source: PromptSource = "prompts", *, limit: int = 100
+    ) -> list[PromptRecord]:
+        """The prompts of ``source`` in id order, at most ``limit``."""
+        await anyio.lowlevel.checkpoint()
+        check_choice(source, PROMPT_SOURCES, "prompt source")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput(f"limit must be a positive integer, got {limit!r}")
+        self._serve()
+        rows = self._prompts[source]
+        self.reads += 1
+        return [prompt_from_row(rows[key], self._decoder) for key in sorted(rows)[:limit]]
+
+    async def count_by_status(self) -> dict[str, dict[str, int]]:
+        """How many runs and tasks have each status: ``{"runs": {...}, "tasks": {...}}``."""
+        await anyio.lowlevel.checkpoint()
+        self._serve()
+        counts: dict[str, dict[str, int]] = {"runs": {}, "tasks": {}}
+        for table, rows in (("runs", self._tables.runs), ("tasks", self._tables.tasks)):
+            for row in rows.values():
+                counts[table][row["status"]] = counts[table].get(row["status"], 0) + 1
+        self.reads += 1
+        return counts
+
     async def put_prompt(self, prompt: PromptRecord, source: PromptSource = "prompts") -> None:
         """Insert or replace a prompt in ``source``."""
         await anyio.lowlevel.checkpoint()
