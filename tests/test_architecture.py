@@ -71,6 +71,7 @@ LAYERS: dict[str, frozenset[str]] = {
             "runtime",
             "_exceptions",
             "_load",
+            "_chaos",
             "_prompt_files",
             "_settings",
             "_version",

@@ -230,6 +230,9 @@ async def _instance(ctx: _Context, index: int, fault: InstanceFault | None) -> N
     instance_id = _instance_id(ctx.schedule.seed, index)
     kind = fault.kind if fault is not None else None
     settings = {FAULT_KEY: instance_id}
+    config: dict[str, Any] = {"track_in_runs": True, "allow_chat": True}
+    if kind is not None and kind.startswith("busy_"):
+        config["on_busy"] = kind.removeprefix("busy_")
     try:
         handle: InstanceHandle | None = await ctx.timed(
             f"{instance_id} start",
@@ -237,7 +240,7 @@ async def _instance(ctx: _Context, index: int, fault: InstanceFault | None) -> N
                 prompt=CHAOS_PROMPT,
                 instance_id=instance_id,
                 settings=settings,
-                execution_config={"track_in_runs": True, "allow_chat": True},
+                execution_config=config,
             ),
         )
     except PromptActorsError as exc:  # e.g. the registry or the store is down
@@ -298,7 +301,7 @@ async def _turn(
             state["run_id"] = await _run_of(handle)  # the handle says nothing once stopped
             state["stopped"] = True
             await ctx.timed(f"{instance_id} stop mid-turn", lambda: _stop(handle))
-        elif kind == "busy_turn":
+        elif kind is not None and kind.startswith("busy_"):
             ctx.fault(kind, index)
             await _busy_turn(ctx, handle, index)
         elif kind == "clear_conversation_mid_turn":

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from ..store import Store
 
-__all__ = ["StoreFactory", "parse_seeds", "simulate_seed", "sweep"]
+__all__ = ["StoreFactory", "simulate_seed", "sweep"]
 
 StoreFactory = Callable[[int], "Awaitable[AbstractAsyncContextManager[Store]]"]
 """Given a seed, an awaitable of a fresh store to use as an async context manager."""
@@ -37,17 +37,6 @@ if TYPE_CHECKING:
 async def memory_store(seed: int) -> AbstractAsyncContextManager[Store]:
     """The default store factory: a fresh in-memory store."""
     return await open_store("memory://", migrate=True)
-
-
-def parse_seeds(value: str) -> list[int]:
-    """``1-300``, ``7`` or ``1,5,9-12`` as a list of seeds."""
-    seeds: list[int] = []
-    for part in value.split(","):
-        first, dash, last = part.strip().partition("-")
-        lo = int(first)
-        hi = int(last) if dash else lo
-        seeds.extend(range(lo, hi + 1))
-    return seeds
 
 
 def simulate_seed(
