@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from .._exceptions import PromptActorsError, RunInUse
+from .._exceptions import NotFound, PromptActorsError, RunInUse
 from ..kernel import start_soon
 from ..messages import PromptDefinition, PromptMessage, VariableDefault
 from ..runtime import open_runtime
@@ -182,7 +182,11 @@ async def _trace_rows(ctx: _Context) -> None:
         if snap.run_id is None:
             ctx.trace.add("rows", snap.instance_id, None)
             continue
-        run = await store.get_run(snap.run_id)
+        try:
+            run = await store.get_run(snap.run_id)
+        except NotFound:
+            ctx.trace.add("rows", snap.instance_id, "missing")
+            continue
         tasks = await store.list_tasks(snap.run_id)
         messages = tuple((m.get("role"), bool(m.get("failed"))) for m in run.messages)
         statuses = tuple(sorted(t.status for t in tasks))
