@@ -48,7 +48,21 @@ LAYERS: dict[str, frozenset[str]] = {
         }
     ),
     "_load": frozenset({"kernel", "messages", "runtime", "_exceptions"}),
-    "testing": frozenset({"providers", "_exceptions"}),
+    "testing": frozenset({"kernel", "providers", "store", "runtime", "_exceptions"}),
+    "_chaos": frozenset(
+        {
+            "kernel",
+            "messages",
+            "providers",
+            "store",
+            "runtime",
+            "_load",
+            "testing",
+            "_backend",
+            "_settings",
+            "_exceptions",
+        }
+    ),
     "__init__": frozenset(
         {
             "kernel",
@@ -57,6 +71,7 @@ LAYERS: dict[str, frozenset[str]] = {
             "runtime",
             "_exceptions",
             "_load",
+            "_chaos",
             "_prompt_files",
             "_settings",
             "_version",

@@ -5,6 +5,11 @@ supervisors (:mod:`promptactors.supervisors`) are there for your own actors. The
 API is re-exported here from private modules; ``__all__`` is frozen by a test.
 """
 
+from ._chaos import FAULT_KINDS as FAULT_KINDS
+from ._chaos import ChaosReport as ChaosReport
+from ._chaos import SweepReport as SweepReport
+from ._chaos import run_chaos as run_chaos
+from ._chaos import simulate_sweep as simulate_sweep
 from ._exceptions import *  # noqa: F403 - the exception names are part of the public API
 from ._exceptions import __all__ as _exception_names
 from ._load import LoadMonitor as LoadMonitor
@@ -64,6 +69,9 @@ __all__ = [
     "InstanceHandle",
     "LoadMonitor",
     "LoadReport",
+    "ChaosReport",
+    "FAULT_KINDS",
+    "SweepReport",
     "PromptDefinition",
     "PromptMessage",
     "Runtime",
@@ -79,6 +87,8 @@ __all__ = [
     "load_prompt_file",
     "open_runtime",
     "run_load",
+    "run_chaos",
+    "simulate_sweep",
     "set_gc_freeze_interval",
     "spawn",
     *_exception_names,

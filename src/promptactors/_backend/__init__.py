@@ -8,13 +8,16 @@ by :func:`get_backend`:
 * the one deadline service (:class:`Ticker` and its :class:`Timer` entries) that paces
   simulated streams and expires ask timeouts without a cancel scope per wait;
 * the worker threads that run blocking or asyncio-only work and wake a trio or asyncio
-  caller (:class:`WorkerThread` for SQLite, :class:`LoopThread` for asyncpg on trio).
+  caller (:class:`WorkerThread` for SQLite, :class:`LoopThread` for asyncpg on trio);
+* virtual time with a seeded scheduler for chaos sweeps (:func:`run_virtual`).
 """
 
 from ._bridge import AsyncioRunner as AsyncioRunner
 from ._bridge import LoopThread as LoopThread
 from ._bridge import WorkerThread as WorkerThread
 from ._bridge import wait_for as wait_for
+from ._deterministic import deterministic_scheduling as deterministic_scheduling
+from ._deterministic import run_virtual as run_virtual
 from ._primitives import NO_ITEMS as NO_ITEMS
 from ._primitives import TIMEOUT_RESOLUTION as TIMEOUT_RESOLUTION
 from ._primitives import Backend as Backend
@@ -35,6 +38,8 @@ __all__ = [
     "Ticker",
     "Timer",
     "WorkerThread",
+    "deterministic_scheduling",
     "get_backend",
+    "run_virtual",
     "wait_for",
 ]

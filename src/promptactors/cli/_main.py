@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from .. import PromptActorsError, __version__
 from ._bench import bench_app
+from ._chaos import chaos
 from ._chat import chat
 from ._common import use_config_file
 from ._db import db_app
@@ -46,6 +47,7 @@ app.command(cls=Command)(init)
 app.command(cls=Command, epilog=PROVIDERS_HELP)(run)
 app.command(cls=Command, epilog=PROVIDERS_HELP)(chat)
 app.command(cls=Command)(load)
+app.command(cls=Command)(chaos)
 app.add_typer(runs_app, name="runs")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(prompts_app, name="prompts")

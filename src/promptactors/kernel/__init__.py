@@ -22,6 +22,7 @@ from ._gc import set_gc_freeze_interval as set_gc_freeze_interval
 from ._ref import DEFAULT_ASK_TIMEOUT as DEFAULT_ASK_TIMEOUT
 from ._ref import ActorRef as ActorRef
 from ._ref import PendingReply as PendingReply
+from ._ref import crash_actor as crash_actor
 from ._spawn import spawn as spawn
 from ._start import Reply as Reply
 from ._start import Starter as Starter
@@ -40,6 +41,7 @@ __all__ = [
     "PendingReply",
     "Reply",
     "Starter",
+    "crash_actor",
     "handler",
     "reply_slot",
     "run_incarnation",

@@ -185,6 +185,17 @@ class Cell(Generic[M]):
         if self.hook_scope is not None:
             self.hook_scope.cancel()
 
+    def inject_crash(self, error: BaseException) -> bool:
+        """Crash the current incarnation with ``error``, as if a linked task had raised it
+        (the supervisor restarts it per its spec). Returns False when no incarnation runs
+        (stopped, or between a crash and its restart): nothing happens then."""
+        if self.closed or self.scope is None:
+            return False
+        if self.linked_crash is None:
+            self.linked_crash = error
+        self.kill()
+        return True
+
     def terminate(self) -> None:
         """Close the cell for good and settle everything still queued (idempotent)."""
         self.closed = True

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 M = TypeVar("M")
 
-__all__ = ["DEFAULT_ASK_TIMEOUT", "ActorRef", "PendingReply"]
+__all__ = ["DEFAULT_ASK_TIMEOUT", "ActorRef", "PendingReply", "crash_actor"]
 
 #: Seconds ``ask`` waits for a reply unless told otherwise.
 DEFAULT_ASK_TIMEOUT = 30.0
@@ -191,3 +191,17 @@ class ActorRef(Generic[M]):
     async def wait_stopped(self) -> None:
         """Wait until the actor has stopped for good."""
         await self._cell.wait_terminated()
+
+
+def crash_actor(ref: ActorRef[Any], error: BaseException | None = None) -> bool:
+    """Crash the actor behind ``ref`` now, with ``error`` (default: a ``RuntimeError``),
+    as if a task linked to it had raised: a fault-injection hook for chaos tests.
+
+    The current incarnation is cancelled wherever it is (no ``on_stop``; ``on_crash`` runs)
+    and its supervisor decides what follows, as for any crash. Returns False, doing
+    nothing, when no incarnation runs (the actor is stopped or between a crash and its
+    restart).
+    """
+    if error is None:
+        error = RuntimeError(f"crash of actor {ref.name!r} injected by crash_actor()")
+    return ref._cell.inject_crash(error)

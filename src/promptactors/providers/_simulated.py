@@ -48,7 +48,7 @@ _CHECKPOINT_EVERY: Final = 32
 _DUE_SLACK: Final = 1e-6
 
 FaultOutcome: TypeAlias = (
-    Literal["ok", "fail_before_first_token", "truncate"]
+    Literal["ok", "fail_before_first_token", "reject", "truncate"]
     | tuple[Literal["fail_after", "truncate"], int]
     | tuple[Literal["stall"], float]
     | tuple[Literal["stall"], float, int]
@@ -57,6 +57,8 @@ FaultOutcome: TypeAlias = (
 
 - ``"ok"``: a normal stream;
 - ``"fail_before_first_token"``: ``InjectedFault`` on entering the stream;
+- ``"reject"``: ``InjectedFault`` with ``retryable=False`` on entering the stream (a
+  request the provider refuses for good: the turn fails without a retry);
 - ``("fail_after", k)``: ``k`` tokens, then ``InjectedFault``;
 - ``"truncate"`` / ``("truncate", k)``: all (or ``k``) tokens, then ``InjectedFault`` instead
   of the ``StreamEnd``;
@@ -64,7 +66,9 @@ FaultOutcome: TypeAlias = (
   token (or after ``k`` tokens), then the stream goes on normally.
 """
 
-_Kind: TypeAlias = Literal["ok", "fail_before_first_token", "fail_after", "truncate", "stall"]
+_Kind: TypeAlias = Literal[
+    "ok", "fail_before_first_token", "reject", "fail_after", "truncate", "stall"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +90,7 @@ def _is_seconds(value: object) -> bool:
 
 
 def _parse_outcome(index: int, item: object) -> _Outcome:
-    if item in ("ok", "fail_before_first_token", "truncate"):
+    if item in ("ok", "fail_before_first_token", "reject", "truncate"):
         return _Outcome(item)
     if isinstance(item, tuple) and item:
         kind, *args = item
@@ -98,7 +102,7 @@ def _parse_outcome(index: int, item: object) -> _Outcome:
                 return _Outcome("stall", after=after, seconds=float(args[0]))
     raise ConfigurationError(
         f"FaultPlan.script[{index}]: {item!r} is not an outcome; expected 'ok', "
-        "'fail_before_first_token', 'truncate', ('truncate', k), ('fail_after', k), "
+        "'fail_before_first_token', 'reject', 'truncate', ('truncate', k), ('fail_after', k), "
         "('stall', seconds) or ('stall', seconds, k) with k >= 0 and seconds >= 0"
     )
 
@@ -117,8 +121,9 @@ class FaultPlan:
     varies the order of tasks made runnable together, so a concurrent run is reproducible
     as a sequence of faults, not as which task got which).
 
-    Faults raise ``InjectedFault(retryable=True)``. Raises ``ConfigurationError`` for a
-    probability outside [0, 1], a negative ``stall_seconds`` or a malformed script entry.
+    Faults raise ``InjectedFault(retryable=True)``, except a scripted ``"reject"``.
+    Raises ``ConfigurationError`` for a probability outside [0, 1], a negative
+    ``stall_seconds`` or a malformed script entry.
     """
 
     fail_before_first_token: float = 0.0
@@ -463,13 +468,17 @@ class _SimulatedStream:
             self._clock = anyio.current_time
             self._sleep_until = _sleep_until_without_ticker
 
-    def _fault(self, message: str) -> InjectedFault:
-        return InjectedFault(message, provider=self._provider, retryable=True)
+    def _fault(self, message: str, *, retryable: bool = True) -> InjectedFault:
+        return InjectedFault(message, provider=self._provider, retryable=retryable)
 
     async def __aenter__(self) -> AsyncIterator[StreamEvent]:
-        if self._outcome.kind == "fail_before_first_token":
+        kind = self._outcome.kind
+        if kind == "fail_before_first_token":
             await anyio.lowlevel.checkpoint()
             raise self._fault("injected fault before the first token")
+        if kind == "reject":
+            await anyio.lowlevel.checkpoint()
+            raise self._fault("injected permanent refusal of the request", retryable=False)
         self._first = self._clock() + self._ttft
         return self
 
