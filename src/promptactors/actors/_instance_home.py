@@ -91,7 +91,8 @@ class EngineContext:
     journal: bool = True
     row_timeout: float = 30.0
     """Seconds a turn waits for its run and task rows to commit before it fails cleanly
-    (and a failed or cancelled turn for its rows before its caller hears; they stay queued)."""
+    (and a failed or cancelled turn for its rows before its caller hears; they stay queued).
+    The runtime sets it from ``RuntimeSettings.turn_rows_timeout``."""
     _computed: tuple[int, dict[str, str]] = field(default=(-1, {}), repr=False)
 
     def computed(self) -> dict[str, str]:
