@@ -63,7 +63,7 @@ from ._turns import ActiveTurn, Subscription, TurnTicket
 
 if TYPE_CHECKING:
     from ..messages import ExecutionInstance
-    from ..store import WriteOp
+    from ..store import RunStatus, WriteOp
     from ._instance_home import EngineContext, InstanceHome, InstanceSpec
 
 __all__ = ["InstanceActor"]
@@ -154,17 +154,25 @@ class InstanceActor(TurnRunner):
 
     async def _close_run(self) -> None:
         """The conversation is over: its run says how it ended (continuing it later by run
-        id marks it running again). Recovery only handles runs whose process died."""
+        id marks it running again): ``completed``, ``failed`` when its last turn failed, or
+        ``interrupted`` when its last turn was cancelled (the error says why). Recovery
+        only handles runs whose process died."""
         await self._flush_outbox()
         state = self.state
-        run_id = state.core.run.run_id
-        if run_id is not None and state.core.config.track_in_runs:
-            failed = state.core.status is ExecutionStatus.ERROR
+        core = state.core
+        run_id = core.run.run_id
+        if run_id is not None and core.config.track_in_runs:
+            status: RunStatus = "completed"
+            if core.status is ExecutionStatus.ERROR:
+                # A cancelled turn leaves its partial output as the last message.
+                last = core.messages[-1] if core.messages else None
+                cancelled = last is not None and last.partial and last.task_id == core.turn.task_id
+                status = "interrupted" if cancelled else "failed"
             await self._persist_quietly(
                 UpdateRun(
                     run_id=run_id,
-                    status="failed" if failed else "completed",
-                    error=state.core.error if failed else None,
+                    status=status,
+                    error=core.error if status != "completed" else None,
                 )
             )
         claim = self.home.claim
