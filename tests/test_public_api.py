@@ -157,6 +157,7 @@ EXPECTED: dict[str, set[str]] = {
         "Restart",
         "Strategy",
         "Supervisor",
+        "Termination",
         "open_supervisor",
     },
     "promptactors.providers": {
