@@ -130,6 +130,7 @@ class InstanceHome:
 
     __slots__ = (
         "claim",
+        "closed",
         "crashes",
         "journal",
         "outbox",
@@ -158,6 +159,9 @@ class InstanceHome:
         self.run_id: str | None = spec.run_id
         """The run this conversation is saved to: chosen once, kept across restarts."""
         self.stopping = False
+        self.closed = False
+        """Its turns are settled and its run closed (by ``on_stop``, or after a crash
+        during a stop, or by the supervisor's ``on_terminated`` hook)."""
         self.outbox: list[WriteOp] = []
         """A settled turn's rows not yet confirmed by the tracker (rewritten after a crash)."""
         self.subscribers: set[Subscription] = set()
