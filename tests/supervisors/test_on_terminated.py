@@ -10,6 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from promptactors.supervisors import (
+    Backoff,
     ChildSpec,
     DynamicSupervisor,
     Restart,
@@ -134,3 +135,18 @@ async def test_a_hook_is_bounded_by_the_shutdown_timeout_and_its_errors_are_logg
     assert "on_terminated_timed_out" in events
     assert "on_terminated_failed" in events
     assert journal.count("hook_done:slow") == 0
+
+
+async def test_a_child_stopped_while_it_waits_to_restart_is_stopped(autojump_clock: Any) -> None:
+    """A crashed child waiting out its backoff is terminated: no restart comes, and the
+    hook (the only code that runs for it now) says 'stopped'."""
+    journal = Journal()
+    sup = Supervisor([_spec("a", journal)], backoff=Backoff(initial=10.0, jitter=0.0))
+    async with open_supervisor(sup):
+        await ref(sup, "a").tell(Crash())
+        await journal.wait_count("crash:a", 1)
+        await anyio.sleep(1.0)  # inside the 10 s backoff
+        await sup.terminate_child("a")
+        assert _terminations(journal) == ["terminated:a:stopped"]
+        await anyio.sleep(20.0)
+        assert journal.count("start:a") == 1
