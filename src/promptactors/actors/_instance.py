@@ -18,12 +18,19 @@ turn while one runs follows the instance's ``on_busy`` policy.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from .._exceptions import AttemptsExhausted, InvalidInput, TurnCancelled, TurnInProgress
+from .._exceptions import (
+    ActorError,
+    AttemptsExhausted,
+    InvalidInput,
+    TurnCancelled,
+    TurnInProgress,
+)
 from ..kernel import handler
 from ..messages import (
     ClearConversation,
@@ -172,9 +179,6 @@ class InstanceActor(TurnRunner):
         """See :meth:`close_lost` (this object is no incarnation: it only settles)."""
         home = self.home
         home.stopping = True
-        registry = self.engine.registry
-        if registry is not None:  # first: the registry holds live incarnations only
-            await registry.unregister(self.state.instance_id)
         if why == "gave_up":
             reason = "its supervisor gave up restarting it (restart intensity exceeded)"
         elif why == "killed":
@@ -194,6 +198,10 @@ class InstanceActor(TurnRunner):
                 await self._fail_for_good(turn, reason)
             else:
                 await self._cancel_and_write(turn, reason)
+        registry = self.engine.registry
+        if registry is not None:  # before the run's writes, which may wait for the store
+            with contextlib.suppress(ActorError):  # a registry restarting forgets it anyway
+                await registry.unregister(self.state.instance_id)
         await self._close_run()
         home.closed = True
 
