@@ -163,6 +163,7 @@ EXPECTED: dict[str, set[str]] = {
         "Restart",
         "Strategy",
         "Supervisor",
+        "Termination",
         "open_supervisor",
     },
     "promptactors.providers": {

@@ -91,6 +91,12 @@ class RuntimeSettings(BaseSettings):
     turn_timeout: float = Field(600.0, gt=0)
     max_attempts: int = Field(3, ge=1, le=20)
     retry_backoff: float = Field(0.25, ge=0.0)
+    turn_rows_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a turn waits for its run and task rows to commit before the "
+        "provider is called; past it the turn fails with StoreUnavailable",
+    )
     journal: bool = True
     scoped_ttl: float = Field(300.0, ge=0.0)
     recover_on_start: bool = True

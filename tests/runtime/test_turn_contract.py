@@ -96,7 +96,8 @@ async def test_stop_before_the_turn_wrote_anything_cancels_it(tmp_path: Path) ->
 
 async def test_stop_while_streaming_keeps_the_partial_answer_everywhere(tmp_path: Path) -> None:
     """Stop mid-stream: TurnCancelled with the partial text, a partial assistant message in
-    memory and in the run, the task interrupted, nothing running."""
+    memory and in the run, the task interrupted, the run interrupted (not failed) saying it
+    was cancelled, nothing running."""
     provider = ScriptedProvider([["Hal", "f ", Pause(30), "never"]])
     async with runtime(tmp_path, provider) as rt:
         inst = await rt.start_instance(prompt=PROMPT)
@@ -119,6 +120,10 @@ async def test_stop_while_streaming_keeps_the_partial_answer_everywhere(tmp_path
         assert run.messages[1]["content"] == "Half "
         tasks = await rt.store.list_tasks(run.id)
         assert [(t.status, t.response_text) for t in tasks] == [("interrupted", "Half ")]
+        assert (run.status, run.error) == (
+            "interrupted",
+            "cancelled: the instance was stopped",
+        )
 
 
 async def test_stop_during_the_backoff_cancels_the_pending_retry(tmp_path: Path) -> None:

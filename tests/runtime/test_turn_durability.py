@@ -11,8 +11,15 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from pydantic import ValidationError
 
-from promptactors import AttemptsExhausted, InjectedFault, Runtime, StoreUnavailable
+from promptactors import (
+    AttemptsExhausted,
+    InjectedFault,
+    Runtime,
+    RuntimeSettings,
+    StoreUnavailable,
+)
 from promptactors.providers import ProviderRequest, StreamEnd, TextDelta, Usage
 from promptactors.store import open_store
 from promptactors.testing import ScriptedProvider
@@ -164,11 +171,15 @@ async def test_a_store_outage_while_creating_rows_fails_the_turn_cleanly(tmp_pat
     async with await open_store(f"sqlite:///{tmp_path}/down.db", migrate=True) as inner:
         store = _DownStore(inner)
         provider = ScriptedProvider(default=["fine"])
-        async with runtime(tmp_path, provider, store=store) as rt:  # type: ignore[arg-type]
-            rt._engine.row_timeout = 0.2
+        async with runtime(
+            tmp_path,
+            provider,
+            store=store,  # type: ignore[arg-type]
+            turn_rows_timeout=0.2,
+        ) as rt:
             inst = await rt.start_instance(prompt=PROMPT)
-            with pytest.raises(StoreUnavailable):
-                await inst.execute("first")
+            with anyio.fail_after(5), pytest.raises(StoreUnavailable):
+                await inst.execute("first")  # after turn_rows_timeout, not the 30 s default
             assert provider.requests == []
             snap = await inst.snapshot()
             assert snap.conversation.messages[0].failed
@@ -181,3 +192,14 @@ async def test_a_store_outage_while_creating_rows_fails_the_turn_cleanly(tmp_pat
             assert sorted(t.status for t in tasks) == ["completed", "failed"]
             await inst.stop()
             assert await running_rows(rt) == []
+
+
+def test_the_turn_rows_timeout_comes_from_its_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PROMPTACTORS_TURN_ROWS_TIMEOUT sets how long a turn waits for its first rows."""
+    monkeypatch.setenv("PROMPTACTORS_TURN_ROWS_TIMEOUT", "2.5")
+    assert RuntimeSettings().turn_rows_timeout == 2.5
+    monkeypatch.setenv("PROMPTACTORS_TURN_ROWS_TIMEOUT", "0")
+    with pytest.raises(ValidationError, match="turn_rows_timeout"):
+        RuntimeSettings()

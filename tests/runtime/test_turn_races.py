@@ -10,13 +10,14 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from promptactors import TurnCancelled, TurnResult
-from promptactors.providers import ProviderRequest, TextDelta
-from promptactors.store import open_store
+from promptactors.providers import ProviderRequest, StreamEnd, TextDelta, Usage
+from promptactors.store import InterruptTask, open_store
 from promptactors.testing import Pause, ScriptedProvider
 
-from ._turn_helpers import PROMPT, running_rows, runtime
+from ._turn_helpers import PROMPT, GatedStore, running_rows, runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -172,3 +173,70 @@ async def test_a_stop_after_a_crash_cancels_the_retried_turn(tmp_path: Path) -> 
             (1, "interrupted", "try 1"),
             (2, "interrupted", "try 2"),
         ]
+
+
+class _LateRead:
+    """Streams ``early``, then holds its next read (deaf to cancellation) until
+    ``release``: the read then delivers ``late`` and the stream's end anyway."""
+
+    name = "simulated"
+
+    def __init__(self) -> None:
+        self.streaming = anyio.Event()
+        self.release = anyio.Event()
+        self.closed = anyio.Event()
+
+    @asynccontextmanager
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[Any]:
+        async def events() -> AsyncIterator[Any]:
+            yield TextDelta("early")
+            self.streaming.set()
+            with anyio.CancelScope(shield=True):  # a read already on its way
+                await self.release.wait()
+            yield TextDelta("late")
+            yield StreamEnd(Usage(1, 2), "stop")
+
+        stream = events()
+        try:
+            yield stream
+        finally:
+            await stream.aclose()
+            self.closed.set()
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_token_arriving_after_a_stop_began_changes_nothing(tmp_path: Path) -> None:
+    """A read delivered while the stop writes the cancelled turn: no crash, the caller gets
+    TurnCancelled with the text from before the stop, and only that text is saved."""
+    provider = _LateRead()
+    async with await open_store(f"sqlite:///{tmp_path}/late.db", migrate=True) as inner:
+        store = GatedStore(inner, InterruptTask)
+        async with runtime(tmp_path, provider, store=store) as rt:  # type: ignore[arg-type]
+            inst = await rt.start_instance(prompt=PROMPT)
+            ticket = await inst.start_turn("go")
+            with anyio.fail_after(10):
+                await provider.streaming.wait()
+            with capture_logs() as logs, anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(inst.stop)
+                    await store.entered.wait()  # the stop is writing the cancelled turn
+                    assert not ticket.done
+                    provider.release.set()
+                    await provider.closed.wait()  # the late token and the end were read
+                    store.gate.set()
+                    with pytest.raises(TurnCancelled) as cancelled:
+                        await ticket.wait()
+            assert cancelled.value.partial_text == "early"
+            crashes = [e for e in logs if "crash" in e["event"]]
+            assert crashes == []
+            assert not inst.is_alive
+            assert await running_rows(rt) == []
+            run = (await rt.store.list_runs(limit=1))[0]
+            assert [(m["role"], m["content"], m.get("partial", False)) for m in run.messages] == [
+                ("user", "go", False),
+                ("assistant", "early", True),
+            ]
+            tasks = await rt.store.list_tasks(run.id)
+            assert [(t.status, t.response_text) for t in tasks] == [("interrupted", "early")]

@@ -18,12 +18,19 @@ turn while one runs follows the instance's ``on_busy`` policy.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from .._exceptions import AttemptsExhausted, InvalidInput, TurnCancelled, TurnInProgress
+from .._exceptions import (
+    ActorError,
+    AttemptsExhausted,
+    InvalidInput,
+    TurnCancelled,
+    TurnInProgress,
+)
 from ..kernel import handler
 from ..messages import (
     ClearConversation,
@@ -63,7 +70,8 @@ from ._turns import ActiveTurn, Subscription, TurnTicket
 
 if TYPE_CHECKING:
     from ..messages import ExecutionInstance
-    from ..store import WriteOp
+    from ..store import RunStatus, WriteOp
+    from ..supervisors import Termination
     from ._instance_home import EngineContext, InstanceHome, InstanceSpec
 
 __all__ = ["InstanceActor"]
@@ -151,22 +159,91 @@ class InstanceActor(TurnRunner):
         registry = self.engine.registry
         if registry is not None:
             await registry.unregister(self.state.instance_id)
+        home.closed = True
+
+    @classmethod
+    async def close_lost(cls, home: InstanceHome, engine: EngineContext, why: Termination) -> None:
+        """An instance's ``on_terminated`` hook: no incarnation of it runs or will run.
+
+        When its last incarnation did not close it (a kill skips ``on_stop``; a crash the
+        supervisor gave up restarting, or a stop while it waited to restart, leaves its
+        turn to no one), this unregisters it, ends its queued turns (cancelled) and its
+        running turn — failed with ``AttemptsExhausted`` when the supervisor gave up,
+        cancelled otherwise — closes its run and releases its claim. Runs in the
+        supervisor's task, bounded by the instance's shutdown timeout.
+        """
+        if not home.closed and home.state is not None:
+            await cls(home, engine).close_for_good(why)
+
+    async def close_for_good(self, why: Termination) -> None:
+        """See :meth:`close_lost` (this object is no incarnation: it only settles)."""
+        home = self.home
+        home.stopping = True
+        if why == "gave_up":
+            reason = "its supervisor gave up restarting it (restart intensity exceeded)"
+        elif why == "killed":
+            reason = "the instance was killed after its shutdown timeout"
+        else:
+            reason = "the instance was stopped"
+        while home.queue:  # first: nothing below may keep a caller waiting
+            ticket, _ = home.queue.popleft()
+            ticket.fail(TurnCancelled(f"a queued turn was cancelled: {reason}"))
+        turn = home.turn
+        if turn is not None and not turn.life.done:
+            phase = turn.life.phase
+            if phase is TurnPhase.COMMITTING:
+                assert turn.commit is not None  # its commit task died: replay it (idempotent)
+                await self._finish_commit(turn, self.state.core.run.run_id, "provider")
+            elif why == "gave_up" and phase is not TurnPhase.STOPPING:
+                await self._fail_for_good(turn, reason)
+            else:
+                await self._cancel_and_write(turn, reason)
+        registry = self.engine.registry
+        if registry is not None:  # before the run's writes, which may wait for the store
+            with contextlib.suppress(ActorError):  # a registry restarting forgets it anyway
+                await registry.unregister(self.state.instance_id)
+        await self._close_run()
+        home.closed = True
+
+    async def _fail_for_good(self, turn: ActiveTurn, reason: str) -> None:
+        """No attempt of ``turn`` can follow: it fails, its running attempt interrupted."""
+        life = turn.life
+        partial = self.state.stream.text
+        ops: list[WriteOp] = []
+        if life.attempt_running and turn.rows:
+            ops.append(InterruptTask(task_id=turn.task_id, response_text=partial))
+        self._signal(turn, TurnSignal.FAILED)
+        self._journal_stream()
+        if self.state.core.status in _TURN:
+            self._apply(ExecutionFailed(at=self._now(), error=f"interrupted: {reason}"))
+        error = AttemptsExhausted(
+            f"turn of instance {self.state.instance_id!r} cannot be attempted again after "
+            f"attempt {life.attempt} of {life.max_attempts}: {reason}"
+        )
+        await self._give_up(turn, error, ops)
 
     async def _close_run(self) -> None:
         """The conversation is over: its run says how it ended (continuing it later by run
-        id marks it running again). Recovery only handles runs whose process died."""
-        await self._flush_outbox()
-        state = self.state
-        run_id = state.core.run.run_id
-        if run_id is not None and state.core.config.track_in_runs:
-            failed = state.core.status is ExecutionStatus.ERROR
-            await self._persist_quietly(
-                UpdateRun(
-                    run_id=run_id,
-                    status="failed" if failed else "completed",
-                    error=state.core.error if failed else None,
-                )
-            )
+        id marks it running again): ``completed``, ``failed`` when its last turn failed, or
+        ``interrupted`` when its last turn was cancelled (the error says why). Recovery
+        only handles runs whose process died."""
+        outbox = self.home.outbox
+        ops = list(outbox)  # one hand-over with the status: no second wait on the tracker
+        kept = len(ops)
+        core = self.state.core
+        run_id = core.run.run_id
+        if run_id is not None and core.config.track_in_runs:
+            status: RunStatus = "completed"
+            if core.status is ExecutionStatus.ERROR:
+                # A cancelled turn leaves its partial output as the last message.
+                last = core.messages[-1] if core.messages else None
+                cancelled = last is not None and last.partial and last.task_id == core.turn.task_id
+                status = "interrupted" if cancelled else "failed"
+            error = core.error if status != "completed" else None
+            ops.append(UpdateRun(run_id=run_id, status=status, error=error))
+        if ops:
+            await self._persist_quietly(*ops)
+        del outbox[:kept]
         claim = self.home.claim
         if claim is not None:  # after the run's last write: the next owner sees it
             await claim.release()
@@ -187,6 +264,7 @@ class InstanceActor(TurnRunner):
             registry = self.engine.registry
             if registry is not None:
                 await registry.unregister(self.state.instance_id)
+            self.home.closed = True
 
     async def _cancel_all(self, why: str) -> None:
         home = self.home

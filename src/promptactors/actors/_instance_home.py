@@ -91,7 +91,8 @@ class EngineContext:
     journal: bool = True
     row_timeout: float = 30.0
     """Seconds a turn waits for its run and task rows to commit before it fails cleanly
-    (and a failed or cancelled turn for its rows before its caller hears; they stay queued)."""
+    (and a failed or cancelled turn for its rows before its caller hears; they stay queued).
+    The runtime sets it from ``RuntimeSettings.turn_rows_timeout``."""
     _computed: tuple[int, dict[str, str]] = field(default=(-1, {}), repr=False)
 
     def computed(self) -> dict[str, str]:
@@ -129,6 +130,7 @@ class InstanceHome:
 
     __slots__ = (
         "claim",
+        "closed",
         "crashes",
         "journal",
         "outbox",
@@ -157,6 +159,9 @@ class InstanceHome:
         self.run_id: str | None = spec.run_id
         """The run this conversation is saved to: chosen once, kept across restarts."""
         self.stopping = False
+        self.closed = False
+        """Its turns are settled and its run closed (by ``on_stop``, or after a crash
+        during a stop, or by the supervisor's ``on_terminated`` hook)."""
         self.outbox: list[WriteOp] = []
         """A settled turn's rows not yet confirmed by the tracker (rewritten after a crash)."""
         self.subscribers: set[Subscription] = set()

@@ -137,6 +137,7 @@ async def _open(
                         max_attempts=settings.max_attempts, backoff=settings.retry_backoff
                     ),
                     journal=settings.journal,
+                    row_timeout=settings.turn_rows_timeout,
                 )
                 if clock is not None:
                     engine.clock = clock

@@ -13,6 +13,7 @@ tree; every method checks its arguments at the boundary (``_checks.py``) first.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -259,6 +260,8 @@ class Runtime:
             lambda: InstanceActor(home, engine),
             restart="transient",
             shutdown=10.0,
+            # Gone for good without a graceful stop: its turns still end, its run closes.
+            on_terminated=functools.partial(InstanceActor.close_lost, home, engine),
         )
         async with released_on_error(claim):
             ref = await self._instances().start_child(child)

@@ -10,6 +10,7 @@ from ._spec import Backoff as Backoff
 from ._spec import ChildSpec as ChildSpec
 from ._spec import Restart as Restart
 from ._spec import Strategy as Strategy
+from ._spec import Termination as Termination
 from ._supervisor import Supervisor as Supervisor
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "Restart",
     "Strategy",
     "Supervisor",
+    "Termination",
     "open_supervisor",
 ]

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
 
 if TYPE_CHECKING:
     from collections import deque
 
-    import anyio
     from anyio.abc import TaskStatus
 
     from ..kernel import Cell, Starter
-    from ._spec import ChildSpec
+    from ._spec import ChildSpec, Termination
     from ._supervisor import Supervisor
 
 __all__ = ["ChildInfo", "ChildState", "PendingRestart", "StartReporter"]
+
+_log = structlog.get_logger("promptactors.supervisors")
 
 
 class ChildState:
@@ -27,6 +32,7 @@ class ChildState:
     __slots__ = (
         "cell",
         "done",
+        "ended",
         "finished",
         "generation",
         "pending",
@@ -52,9 +58,33 @@ class ChildState:
         self.restarting = False  # waiting (backoff, or its turn in a group) to start again
         self.pending: PendingRestart | None = None  # the scheduled restart it waits for
         self.terminated = False
+        self.ended = False  # on_terminated was called since its last start
         self.done: anyio.Event | None = None
         # Created on the first restart: most children never restart (a deque is ~600 bytes).
         self.restart_times: deque[float] | None = None
+
+    async def report_terminated(self, supervisor: str, why: Termination) -> None:
+        """Call the spec's ``on_terminated`` (once since the last start), shielded from
+        cancellation and bounded by the shutdown timeout; its errors are logged."""
+        hook = self.spec.on_terminated
+        if hook is None or self.ended:
+            return
+        self.ended = True
+        bound = self.spec.shutdown
+        with anyio.move_on_after(math.inf if bound is None else bound, shield=True) as scope:
+            try:
+                await hook(why)
+            except Exception as exc:
+                _log.error(
+                    "on_terminated_failed",
+                    supervisor=supervisor,
+                    child=self.spec.id,
+                    error=repr(exc),
+                )
+        if scope.cancelled_caught:
+            _log.error(
+                "on_terminated_timed_out", supervisor=supervisor, child=self.spec.id, timeout=bound
+            )
 
     def renew(self) -> None:
         """Make a child stopped for good startable again, with a fresh cell (new ref)."""

@@ -9,15 +9,17 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from .._exceptions import InvalidInput
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from ..kernel import Actor
     from ._supervisor import Supervisor
 
-__all__ = ["Backoff", "ChildSpec", "Restart", "Strategy"]
+__all__ = ["Backoff", "ChildSpec", "Restart", "Strategy", "Termination"]
 
 Restart: TypeAlias = Literal["permanent", "transient", "temporary"]
 Strategy: TypeAlias = Literal["one_for_one", "one_for_all", "rest_for_one"]
+Termination: TypeAlias = Literal["exited", "stopped", "killed", "gave_up"]
+"""Why a child stopped for good (see ``ChildSpec.on_terminated``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,17 @@ class ChildSpec:
     ``temporary`` ones never. ``shutdown``: seconds a graceful stop may take before the
     child is killed (``0`` kills at once; ``None`` waits without limit, the usual choice
     for a subtree). Raises ``InvalidInput`` for an empty id or a negative timeout.
+
+    ``on_terminated(why)``, if given, is awaited once each time the child stops for good
+    (no incarnation runs and none will follow), with why: ``exited`` (an exit its restart
+    type does not restart), ``stopped`` (a graceful stop: ``terminate_child``,
+    ``ActorRef.stop``, the supervisor's shutdown, or a stop while it waited to restart),
+    ``killed`` (still running after its shutdown timeout), ``gave_up`` (its last
+    incarnation crashed and the supervisor escalated instead of restarting it). It is
+    where whoever started the child settles what the child's hooks could not (a kill
+    skips ``on_stop``). It runs in the supervisor's task, shielded from cancellation but
+    bounded by ``shutdown`` (then cancelled); an error it raises is logged, never
+    raised. Not called when the child's first start fails (``start_child`` raises).
     """
 
     id: str
@@ -37,6 +50,7 @@ class ChildSpec:
     restart: Restart = "permanent"
     shutdown: float | None = 5.0
     mailbox_size: int | None = None
+    on_terminated: Callable[[Termination], Awaitable[None]] | None = None
 
     def __post_init__(self) -> None:
         if not self.id:

@@ -97,6 +97,7 @@ class Supervisor:
         self._pending: list[tuple[float, int, PendingRestart]] = []  # a heap, by due time
         self._pending_seq = itertools.count()
         self._finished: anyio.Event | None = None
+        self._giving_up = False  # escalating: children not running will not run again
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self._state} children={len(self._children)}>"
@@ -164,6 +165,7 @@ class Supervisor:
                     failure = exc
                 finally:
                     self._state = "stopping"
+                    self._giving_up = failure is not None
                     with anyio.CancelScope(shield=True):
                         await self._stop_all()
                     tg.cancel_scope.cancel()
@@ -264,6 +266,7 @@ class Supervisor:
         child.generation += 1
         child.running = True
         child.finished = False
+        child.ended = False
         child.done = done = anyio.Event()
         # start_soon + a reply slot: TaskGroup.start costs ~4x as much per child.
         child.starting = True  # until the child task reports started, or ends
@@ -365,6 +368,10 @@ class Supervisor:
         if not child.running:
             if terminal and child.cell is not None:
                 child.cell.terminate()
+            if terminal:
+                await child.report_terminated(
+                    self.name, "gave_up" if self._giving_up else "stopped"
+                )
             return
         child.generation += 1  # the exit event of this incarnation is now stale
         done = child.done
@@ -381,13 +388,16 @@ class Supervisor:
             self._tg_start_soon(child.subtree.shutdown)
         with anyio.move_on_after(math.inf if timeout is None else timeout):
             await done.wait()
-        if not done.is_set():
+        killed = not done.is_set()
+        if killed:
             _log.warning("child_killed", supervisor=self.name, child=child.spec.id, timeout=timeout)
             self._kill(child)
             await done.wait()
         child.running = False
         if terminal and child.cell is not None:
             child.cell.terminate()
+        if terminal:
+            await child.report_terminated(self.name, "killed" if killed else "stopped")
 
     def _kill(self, child: ChildState) -> None:
         """Cancel the child's incarnation wherever it is, without a graceful stop."""
@@ -452,6 +462,7 @@ class Supervisor:
             if child.cell is not None:
                 child.cell.terminate()
             self._retire(child)
+            await child.report_terminated(self.name, "stopped" if child.terminated else "exited")
             return
         now = anyio.current_time()
         self._restart_times.append(now)
