@@ -9,6 +9,7 @@ are idempotency keys: replaying an operation never duplicates rows or messages.
 
 from __future__ import annotations
 
+from ._executors import ExecutorRecord as ExecutorRecord
 from ._open import open_store as open_store
 from ._protocol import Store as Store
 from ._records import ActionRecord as ActionRecord
@@ -36,6 +37,7 @@ __all__ = [
     "ActionRecord",
     "CreateRun",
     "CreateTask",
+    "ExecutorRecord",
     "FailTask",
     "FinishTurn",
     "InterruptTask",

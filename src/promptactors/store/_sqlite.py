@@ -26,6 +26,7 @@ from promptactors._exceptions import (
 
 from .._backend import WorkerThread, get_backend, wait_for
 from ._base import StoreBase
+from ._executors import SqliteExecutors
 from ._listings import SqlitePromptListing
 from ._migrations import latest_version, load_migrations, sql_statements
 from ._records import (
@@ -81,7 +82,7 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[start : start + _CHUNK]
 
 
-class SqliteStore(SqlitePromptListing, StoreBase):
+class SqliteStore(SqliteExecutors, SqlitePromptListing, StoreBase):
     """A store in one SQLite file (or ``:memory:``). Open it with :meth:`open`."""
 
     def __init__(self, path: str, busy_timeout: float) -> None:
