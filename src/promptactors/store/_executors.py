@@ -114,7 +114,7 @@ FROM executors e ORDER BY e.started_at, e.id
 
 _PG_RELEASE_ALL: Final = (
     "UPDATE ai_runs SET owner_id = NULL, lease_expires_at = NULL, updated_at = now()"
-    " WHERE owner_id = $1"
+    " WHERE owner_id = $1 AND status <> 'running'"
 )
 
 
@@ -167,7 +167,8 @@ class PostgresExecutors:
         return result
 
     async def remove_executor(self, executor_id: str) -> None:
-        """Delete an executor's row and free the runs it holds (a clean stop)."""
+        """Delete an executor's row and free the ended runs it holds (a clean stop; runs
+        still running keep their lease, to be reclaimed once it expires)."""
         check_id(executor_id, "executor id")
 
         async def run() -> None:
@@ -217,7 +218,8 @@ FROM executors e ORDER BY e.started_at, e.id
 
 
 _SQLITE_RELEASE_ALL: Final = (
-    "UPDATE ai_runs SET owner_id = NULL, lease_expires_at = NULL WHERE owner_id = ?"
+    "UPDATE ai_runs SET owner_id = NULL, lease_expires_at = NULL"
+    " WHERE owner_id = ? AND status <> 'running'"
 )
 
 
@@ -302,7 +304,8 @@ class SqliteExecutors:
         return await self._tx("reclaim expired leases", run)
 
     async def remove_executor(self, executor_id: str) -> None:
-        """Delete an executor's row and free the runs it holds (a clean stop)."""
+        """Delete an executor's row and free the ended runs it holds (a clean stop; runs
+        still running keep their lease, to be reclaimed once it expires)."""
         check_id(executor_id, "executor id")
 
         def run(conn: sqlite3.Connection) -> None:

@@ -283,7 +283,8 @@ class Store(Protocol):
         ...
 
     async def remove_executor(self, executor_id: str) -> None:
-        """Delete an executor's row and free the runs it still holds (a clean stop)."""
+        """Delete an executor's row and free the ended runs it holds (a clean stop); runs
+        still running keep their lease, and live executors reclaim them once it expires."""
         ...
 
     async def prune_executors(self, older_than: float) -> int:
