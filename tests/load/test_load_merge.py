@@ -29,6 +29,7 @@ def test_percentiles_are_those_of_every_turn_not_an_average_of_parts() -> None:
     assert report.parameters["processes"] == 2
     assert [t.index for t in report.turns] == list(range(100))
     assert report.turns[95].sent == 0.5  # on the load's time line
+    assert report.wall_s == 3.0  # from the first part's start to the last part's end
     assert not report.partial
 
 

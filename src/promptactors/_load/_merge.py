@@ -29,6 +29,7 @@ class LoadPart:
 
     turns: tuple[TurnSample, ...]
     gaps: tuple[float, ...] = ()
+    wall_s: float = 0.0
     cpu_s: float = 0.0
     attempts_retried: int = 0
     cost: float = 0.0
@@ -45,6 +46,7 @@ class LoadPart:
         return cls(
             turns=report.turns,
             gaps=report.itl_samples,
+            wall_s=report.wall_s,
             cpu_s=report.cpu_s,
             attempts_retried=report.attempts_retried,
             cost=report.cost,
@@ -68,6 +70,7 @@ class LoadPart:
             return cls(
                 turns=tuple(TurnSample(**turn) for turn in data["turns"]),
                 gaps=tuple(float(gap) for gap in data["gaps"]),
+                wall_s=float(data["wall_s"]),
                 cpu_s=float(data["cpu_s"]),
                 attempts_retried=int(data["attempts_retried"]),
                 cost=float(data["cost"]),
@@ -80,12 +83,13 @@ class LoadPart:
             raise InvalidInput(f"a load part is malformed: {exc!r}") from exc
 
 
-def _shifted(turn: TurnSample, part: LoadPart) -> TurnSample:
+def _shifted(turn: TurnSample, part: LoadPart, origin: float) -> TurnSample:
+    shift = part.offset - origin
     return dataclasses.replace(
         turn,
         index=turn.index + part.first_index,
-        started=turn.started + part.offset,
-        sent=None if turn.sent is None else turn.sent + part.offset,
+        started=turn.started + shift,
+        sent=None if turn.sent is None else turn.sent + shift,
     )
 
 
@@ -93,20 +97,25 @@ def merge_reports(
     parts: Sequence[LoadPart],
     *,
     instances: int,
-    wall: float,
+    wall: float | None = None,
     slo: Mapping[str, float] | None = None,
     partial: bool = False,
     parameters: Mapping[str, Any] | None = None,
 ) -> LoadReport:
-    """One report for a load whose ``instances`` ran in ``parts`` over ``wall`` seconds.
+    """One report for a load whose ``instances`` ran in ``parts``.
 
-    The turns of every part are put on the load's time line (by the part's offset) and
+    The load lasts ``wall`` seconds, or by default from the first part's start to the
+    last part's end (process start-up excluded, as in a one-process load). The turns of
+    every part are put on that time line (by the part's offset) and
     numbered across parts; percentiles, goodput, failures and the time series are then
     computed over all of them. CPU time, retries and cost are summed. The report is
     ``partial`` if asked or if any part was, and a turn no part reported (its process
     died) counts as cancelled.
     """
-    samples = [_shifted(turn, part) for part in parts for turn in part.turns]
+    origin = min((part.offset for part in parts), default=0.0)
+    if wall is None:
+        wall = max((part.offset + part.wall_s for part in parts), default=origin) - origin
+    samples = [_shifted(turn, part, origin) for part in parts for turn in part.turns]
     seen = {sample.index for sample in samples}
     samples.extend(
         TurnSample(index=i, started=0.0, outcome="cancelled")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from rich.table import Table
 import promptactors
 
 from .. import InvalidInput
+from ._common import DatabaseOption
 from ._help import Command, Group
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ BENCHMARKS = {
     "kernel": "actor kernel vs pykka: tell, ask, spawn, memory (and asyncio)",
     "engine": "10,000 instances streaming on the simulated provider, tracked in SQLite",
     "providers": "our OpenAI-compatible client vs the official openai SDK",
+    "scale": "one load at 1 and 2 processes on PostgreSQL, then a kill test (needs -d)",
 }
 
 
@@ -93,9 +96,15 @@ def _command(name: str) -> None:
             Path | None,
             typer.Option("--output", "-o", metavar="FILE", help="Also write the JSON here."),
         ] = None,
+        database: DatabaseOption = None,
     ) -> None:
         module = load_benchmark(name)
-        figures: dict[str, Any] = module.run(quick=quick)
+        options: dict[str, Any] = {"quick": quick}
+        if "database" in inspect.signature(module.run).parameters:
+            options["database"] = database
+        elif database is not None:
+            raise InvalidInput(f"bench {name} takes no --database")
+        figures: dict[str, Any] = module.run(**options)
         text = json.dumps(figures, indent=2, sort_keys=False)
         if output is not None:
             output.write_text(text + "\n", encoding="utf-8")

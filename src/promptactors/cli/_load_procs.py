@@ -164,7 +164,8 @@ async def run_in_processes(
     return merge_reports(
         parts,
         instances=instances,
-        wall=wall,
+        # Timed by the parts (start-up excluded) unless a process handed back nothing.
+        wall=None if len(parts) == len(children) else wall,
         slo=slo,
         partial=monitor.stopped,
         parameters={
