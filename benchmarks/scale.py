@@ -1,7 +1,8 @@
 """Scale-out on PostgreSQL: one load at 1 and at 2 processes, then a kill test.
 
-Throughput: ``promptactors load --processes N --json`` (the same load: N instances of one
-50-token turn each on the simulated provider, tracked in PostgreSQL) run at N = 1 and
+Throughput: ``promptactors load --processes N --json`` (the same load: 2,000 instances of
+one 200-token turn each, 5 ms between tokens, on the simulated provider, tracked in
+PostgreSQL) run at N = 1 and
 N = 2, each on a fresh database. Figures: ``tokens_per_s_1``, ``tokens_per_s_2`` and
 ``speedup`` (the database shares the machine's cores with the runtimes).
 
@@ -35,10 +36,11 @@ import asyncpg
 from promptactors import InvalidInput
 from promptactors.store import open_store
 
-INSTANCES = 3000
-QUICK_INSTANCES = 1500
-TOKENS = 50
-LATENCY = 0.01
+INSTANCES = 2000
+QUICK_INSTANCES = 1000
+# Token-heavy turns: streaming (which parallelises) outweighs the per-turn commits.
+TOKENS = 200
+LATENCY = 0.005
 LEASE = 2.0
 TIMEOUT = 300
 
