@@ -9,8 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from test_cli import Cli, assert_explained
+
+from promptactors.store import CreateRun
 
 TIMEOUT = 90
 
@@ -92,3 +95,26 @@ def test_ctrl_c_stops_every_child_and_prints_the_merged_partial_report(
     assert report["completed"] + report["errors"] + report["cancelled"] == 2000
     assert len(report["extra"]["processes"]) == 2
     assert not [pid for pid in children if _alive(pid)]
+
+
+def test_db_status_lists_executors_alive_or_expired_with_their_leases(cli: Cli) -> None:
+    """``db status`` shows each executor, whether its heartbeat is within its lease, and
+    the leases it holds; ``--json`` says the same as data."""
+    assert cli("db", "init", *cli.db).code == 0
+
+    async def seed(store: Any) -> None:
+        await store.register_executor("gone", lease_seconds=0.01, pid=1, group="g")
+        await store.register_executor("live", lease_seconds=60, pid=2, group="g")
+        await store.apply([CreateRun("r", executor_id="gone", owner_id="gone", lease_seconds=0.01)])
+
+    cli.read(seed)
+    time.sleep(0.05)
+
+    table = cli("db", "status", *cli.db)
+    data = cli("db", "status", "--json", *cli.db).json
+
+    assert table.code == 0, table
+    assert "executors 2 (1 alive, 1 expired); leases 1 held, 1 expired" in table.text
+    assert {e["id"]: e["alive"] for e in data["executors"]} == {"gone": False, "live": True}
+    assert data["leases"] == {"held": 1, "expired": 1}
+    assert data["runs"] == {"running": 1}
