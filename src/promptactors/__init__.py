@@ -13,7 +13,9 @@ from ._chaos import simulate_sweep as simulate_sweep
 from ._exceptions import *  # noqa: F403 - the exception names are part of the public API
 from ._exceptions import __all__ as _exception_names
 from ._load import LoadMonitor as LoadMonitor
+from ._load import LoadPart as LoadPart
 from ._load import LoadReport as LoadReport
+from ._load import merge_reports as merge_reports
 from ._load import run_load as run_load
 from ._prompt_files import load_prompt_file as load_prompt_file
 from ._settings import RuntimeSettings as RuntimeSettings
@@ -68,6 +70,7 @@ __all__ = [
     "ExecutionStatus",
     "InstanceHandle",
     "LoadMonitor",
+    "LoadPart",
     "LoadReport",
     "ChaosReport",
     "FAULT_KINDS",
@@ -85,6 +88,7 @@ __all__ = [
     "__version__",
     "handler",
     "load_prompt_file",
+    "merge_reports",
     "open_runtime",
     "run_load",
     "run_chaos",

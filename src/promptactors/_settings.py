@@ -23,7 +23,7 @@ import os
 import tomllib
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,6 +102,21 @@ class RuntimeSettings(BaseSettings):
     recover_on_start: bool = True
     stale_after: float = Field(60.0, gt=0)
     heartbeat_interval: float = Field(10.0, gt=0)
+    lease_seconds: float = Field(
+        30.0, gt=0, le=86_400, description="how long a run's lease outlives its last renewal"
+    )
+    reclaim_interval: float = Field(
+        5.0, gt=0, description="seconds between two reclaims of expired leases"
+    )
+    recovery: Literal["interrupt", "resume"] = Field(
+        "interrupt",
+        description="runs taken over from a dead executor: interrupted, or kept running"
+        " (their task interrupted) for the application to continue by run id",
+    )
+    recovery_attempts: int = Field(
+        3, ge=0, description="takeovers of a run before it is interrupted"
+    )
+    group: str | None = Field(None, description="the executor group this runtime joins")
     instance_restarts: int = Field(1000, ge=0, description="restarts allowed per period")
     instance_restart_period: float = Field(10.0, gt=0)
 

@@ -3,6 +3,8 @@
 from ._driver import DEMO_PROMPT as DEMO_PROMPT
 from ._driver import LoadMonitor as LoadMonitor
 from ._driver import run_load as run_load
+from ._merge import LoadPart as LoadPart
+from ._merge import merge_reports as merge_reports
 from ._report import CSV_COLUMNS as CSV_COLUMNS
 from ._report import LoadReport as LoadReport
 from ._stats import Failure as Failure
@@ -19,9 +21,11 @@ __all__ = [
     "Goodput",
     "Latency",
     "LoadMonitor",
+    "LoadPart",
     "LoadReport",
     "Second",
     "TurnSample",
+    "merge_reports",
     "percentile",
     "run_load",
 ]

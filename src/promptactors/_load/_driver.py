@@ -25,11 +25,11 @@ from ._stats import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from ..runtime import InstanceHandle, Runtime
 
-__all__ = ["DEMO_PROMPT", "LoadMonitor", "run_load"]
+__all__ = ["DEMO_PROMPT", "LoadMonitor", "build_report", "run_load"]
 
 DEMO_PROMPT = PromptDefinition(
     id="demo",
@@ -87,6 +87,11 @@ class LoadMonitor:
     def elapsed(self) -> float:
         """Seconds since the load began (0 before)."""
         return 0.0 if self._began is None else time.perf_counter() - self._began
+
+    def begin(self) -> None:
+        """Start the clock of :attr:`elapsed` (for a load driven in other processes,
+        whose counters are copied here; ``run_load`` starts it itself)."""
+        self._began = time.perf_counter()
 
     def stop(self) -> None:
         """Stop the load: no more instances start and the turns in flight are cancelled."""
@@ -244,8 +249,7 @@ async def run_load(
     wall = clock() - began
     cpu = time.process_time() - cpu_start
     samples.sort(key=lambda s: s.index)
-    return _report(
-        runtime,
+    return build_report(
         samples=tuple(samples),
         gaps=gaps,
         instances=instances,
@@ -284,11 +288,10 @@ def _model(prompt_settings: Mapping[str, Any], runtime: Runtime) -> str:
     return "simulated" if provider == "simulated" else "provider default"
 
 
-def _report(
-    runtime: Runtime,
+def build_report(
     *,
     samples: tuple[TurnSample, ...],
-    gaps: array[float],
+    gaps: Sequence[float],
     instances: int,
     wall: float,
     cpu: float,
@@ -298,6 +301,7 @@ def _report(
     partial: bool,
     parameters: dict[str, Any],
 ) -> LoadReport:
+    """The report of a load from its turns (sorted by index) and inter-chunk ``gaps``."""
     done = [s for s in samples if s.outcome == "ok"]
     failures = count_failures(samples)
     kinds: Counter[str] = Counter()

@@ -22,6 +22,9 @@ from ._caches import PromptCacheClient as PromptCacheClient
 from ._caches import ScopedVariablesCache as ScopedVariablesCache
 from ._caches import ScopedVariablesCacheClient as ScopedVariablesCacheClient
 from ._caches import prompt_definition_from_record as prompt_definition_from_record
+from ._executor import ExecutorActor as ExecutorActor
+from ._executor import ExecutorLeases as ExecutorLeases
+from ._executor import FencedPersistence as FencedPersistence
 from ._instance import InstanceActor as InstanceActor
 from ._instance_home import EngineContext as EngineContext
 from ._instance_home import InstanceHome as InstanceHome
@@ -29,7 +32,9 @@ from ._instance_home import InstanceSpec as InstanceSpec
 from ._instance_home import TurnRetry as TurnRetry
 from ._ownership import RunClaim as RunClaim
 from ._ownership import released_on_error as released_on_error
+from ._recovery import ReclaimReport as ReclaimReport
 from ._recovery import RecoveryReport as RecoveryReport
+from ._recovery import reclaim_expired as reclaim_expired
 from ._recovery import recover as recover
 from ._registry import InstanceRegistry as InstanceRegistry
 from ._registry import InstanceRegistryClient as InstanceRegistryClient
@@ -53,6 +58,9 @@ __all__ = [
     "BrokerResolution",
     "CommitBackoff",
     "EngineContext",
+    "ExecutorActor",
+    "ExecutorLeases",
+    "FencedPersistence",
     "InstanceActor",
     "InstanceHome",
     "InstanceRegistry",
@@ -60,6 +68,7 @@ __all__ = [
     "InstanceSpec",
     "PromptCache",
     "PromptCacheClient",
+    "ReclaimReport",
     "RecoveryReport",
     "RunClaim",
     "RunTracker",
@@ -74,6 +83,7 @@ __all__ = [
     "TurnTicket",
     "instance_registry_actor",
     "prompt_definition_from_record",
+    "reclaim_expired",
     "recover",
     "released_on_error",
     "resolve_brokers",

@@ -25,7 +25,7 @@ from ..store._records import check_id
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["RecoveryReport", "recover"]
+__all__ = ["ReclaimReport", "RecoveryReport", "reclaim_expired", "recover"]
 
 #: Runs claimed per ``claim_stale_runs`` call (the loop goes on until none is left).
 CLAIM_CHUNK = 100
@@ -112,5 +112,75 @@ async def recover(
         runs=len(run_ids),
         taken_over=len(taken),
         resume=resume,
+    )
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimReport:
+    """What one :func:`reclaim_expired` pass took over and did with it.
+
+    ``interrupted_runs``: runs marked ``interrupted`` (the default policy, or past
+    ``recovery_attempts`` takeovers). ``resumable_runs``: with ``recovery="resume"``, runs
+    left ``running`` and released, for their application to continue by run id.
+    ``interrupted_tasks``: how many running tasks of those runs were marked ``interrupted``.
+    """
+
+    interrupted_runs: tuple[str, ...] = ()
+    resumable_runs: tuple[str, ...] = ()
+    interrupted_tasks: int = 0
+
+    @property
+    def empty(self) -> bool:
+        """True when no lease had expired."""
+        return not (self.interrupted_runs or self.resumable_runs)
+
+
+async def reclaim_expired(
+    store: Store,
+    executor_id: str,
+    *,
+    lease_seconds: float,
+    recovery: str = "interrupt",
+    recovery_attempts: int = 3,
+) -> ReclaimReport:
+    """Take over the running runs of executors whose lease expired, and settle them.
+
+    A turn is attempted for a caller (a request, a load driver) that lived in the dead
+    process: re-running it here would spend tokens on an answer nobody receives. So the
+    turn is never re-run: its running task is marked ``interrupted`` (partial output kept)
+    and counts as one recovery attempt (``RunRecord.takeovers``). With ``recovery=
+    "interrupt"`` the run is marked ``interrupted``; with ``"resume"`` it stays
+    ``running`` and is released, so the application continues it by run id — until it has
+    been taken over more than ``recovery_attempts`` times, then it is interrupted too.
+
+    Raises the store's errors (every step is idempotent: a later pass finishes the work).
+    """
+    runs = []
+    while True:
+        batch = await store.reclaim_expired(executor_id, lease_seconds, limit=CLAIM_CHUNK)
+        runs.extend(batch)
+        if len(batch) < CLAIM_CHUNK:
+            break
+    if not runs:
+        return ReclaimReport()
+    keep = [r for r in runs if recovery == "resume" and r.takeovers <= recovery_attempts]
+    kept = {r.id for r in keep}
+    stop = [r.id for r in runs if r.id not in kept]
+    why = f"interrupted: its executor's lease expired; taken over by {executor_id}"
+    tasks = 0
+    if stop:
+        tasks += await store.mark_interrupted(stop, error=why)
+    if keep:
+        tasks += await store.mark_interrupted(kept, error=why, keep_runs=True)
+        for run in keep:
+            await store.release_run(run.id, executor_id, run.fence)
+    report = ReclaimReport(tuple(stop), tuple(r.id for r in keep), tasks)
+    _log.warning(
+        "leases_reclaimed",
+        executor_id=executor_id,
+        interrupted=len(stop),
+        resumable=len(keep),
+        tasks=tasks,
     )
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -30,10 +31,10 @@ BENCHMARKS = {
     "providers": "our OpenAI-compatible client vs the official openai SDK",
     "store": "tracked executions per second: group commit vs one transaction a write",
     "e2e": "1,000 streamed turns tracked in PostgreSQL: us vs openai SDK + SQLAlchemy",
+    "scale": "one load at 1 and 2 processes on PostgreSQL, then a kill test (needs -d)",
 }
 # Benchmarks that measure a database: ``-d/--database`` names it (default: a temporary
 # PostgreSQL database on the local server, created and dropped by the benchmark).
-WITH_DATABASE = frozenset({"store", "e2e"})
 
 
 def load_benchmark(name: str) -> ModuleType:
@@ -109,10 +110,16 @@ def _command(name: str) -> None:
         ] = None,
     ) -> None:
         module = load_benchmark(name)
-        if name in WITH_DATABASE:
-            figures: dict[str, Any] = module.run(quick=quick, databases=tuple(database or ()))
+        parameters = inspect.signature(module.run).parameters
+        figures: dict[str, Any]
+        if "databases" in parameters:
+            figures = module.run(quick=quick, databases=tuple(database or ()))
+        elif "database" in parameters:
+            if database and len(database) > 1:
+                raise InvalidInput(f"bench {name} takes one --database")
+            figures = module.run(quick=quick, database=database[0] if database else None)
         elif database:
-            raise InvalidInput(f"benchmark {name!r} takes no --database")
+            raise InvalidInput(f"bench {name} takes no --database")
         else:
             figures = module.run(quick=quick)
         text = json.dumps(figures, indent=2, sort_keys=False)

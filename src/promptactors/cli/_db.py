@@ -7,9 +7,16 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from .. import load_prompt_file
-from ..store import PromptMessageRow, PromptRecord, VariableDefaultRow, open_store
+from ..store import (
+    ExecutorRecord,
+    PromptMessageRow,
+    PromptRecord,
+    VariableDefaultRow,
+    open_store,
+)
 from ._common import DatabaseOption, run_async, settings_from
 from ._help import Command, Group
 from ._output import JsonOption, existing_database, print_json, redact_url
@@ -50,24 +57,31 @@ def migrate(database: DatabaseOption = None) -> None:
 
 @db_app.command("status", cls=Command)
 def status(as_json: JsonOption = False, database: DatabaseOption = None) -> None:
-    """The schema version, the database URL (password hidden), runs and tasks by status."""
+    """The schema version, the database URL (password hidden), runs and tasks by status,
+    and the executors sharing the database: alive or expired, with the leases they hold."""
     settings = settings_from(database_url=database)
 
     url = existing_database(settings.database_url)
 
-    async def main() -> tuple[int, dict[str, dict[str, int]]]:
+    async def main() -> tuple[int, dict[str, dict[str, int]], list[ExecutorRecord]]:
         async with await open_store(url) as store:
             version = await store.schema_version()
             # An empty database has no tables to count in yet.
             counts = await store.count_by_status() if version else {"runs": {}, "tasks": {}}
-            return version, counts
+            executors = await store.list_executors() if version >= 3 else []
+            return version, counts, executors
 
-    version, counts = run_async(main)
+    version, counts, executors = run_async(main)
     data: dict[str, Any] = {
         "database": redact_url(settings.database_url),
         "schema_version": version,
         "runs": counts["runs"],
         "tasks": counts["tasks"],
+        "executors": [_executor_data(e) for e in executors],
+        "leases": {
+            "held": sum(e.runs for e in executors),
+            "expired": sum(e.expired_leases for e in executors),
+        },
     }
     if as_json:
         print_json(data)
@@ -81,6 +95,44 @@ def status(as_json: JsonOption = False, database: DatabaseOption = None) -> None
     for table in ("runs", "tasks"):
         shown = ", ".join(f"{n} {s}" for s, n in sorted(counts[table].items())) or "none"
         _out.print(f"{table:<9} {sum(counts[table].values())} ({shown})", highlight=False)
+    alive = sum(e.alive for e in executors)
+    leases = data["leases"]
+    _out.print(
+        f"executors {len(executors)} ({alive} alive, {len(executors) - alive} expired); "
+        f"leases {leases['held']} held, {leases['expired']} expired",
+        highlight=False,
+    )
+    if executors:
+        grid = Table(box=None, padding=(0, 1, 0, 0), header_style="bold underline")
+        for column in ("executor", "state", "host", "pid", "group", "heartbeat", "lease", "runs"):
+            grid.add_column(column)
+        for e in executors:
+            grid.add_row(
+                e.id,
+                "alive" if e.alive else "[red]expired[/]",
+                e.host,
+                str(e.pid),
+                e.group or "-",
+                e.heartbeat_at.strftime("%H:%M:%S"),
+                f"{e.lease_seconds:g} s",
+                f"{e.runs}" + (f" ({e.expired_leases} expired)" if e.expired_leases else ""),
+            )
+        _out.print(grid)
+
+
+def _executor_data(e: ExecutorRecord) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "alive": e.alive,
+        "host": e.host,
+        "pid": e.pid,
+        "group": e.group,
+        "started_at": e.started_at.isoformat(),
+        "heartbeat_at": e.heartbeat_at.isoformat(),
+        "lease_seconds": e.lease_seconds,
+        "runs": e.runs,
+        "expired_leases": e.expired_leases,
+    }
 
 
 def add_prompt(

@@ -17,7 +17,6 @@ from .. import (
     InvalidInput,
     LoadMonitor,
     LoadReport,
-    load_prompt_file,
     open_runtime,
     run_load,
 )
@@ -31,6 +30,7 @@ from ._common import (
     run_async,
     settings_from,
 )
+from ._load_procs import process_count, resolve_prompt, run_in_processes
 from ._load_view import print_report, show_progress
 
 _out = Console()
@@ -76,6 +76,11 @@ async def _stop_on_sigint(monitor: LoadMonitor) -> None:
             monitor.stop()
 
 
+async def _stop_after(monitor: LoadMonitor, seconds: float) -> None:
+    await anyio.sleep(seconds)
+    monitor.stop()
+
+
 def load(
     instances: Annotated[int, typer.Option("--instances", "-n", help="How many instances.")] = 1000,
     rate: Annotated[
@@ -107,6 +112,18 @@ def load(
         Path | None,
         typer.Option("--html", help="Write a self-contained HTML report with plots."),
     ] = None,
+    processes: Annotated[
+        str,
+        typer.Option(
+            "--processes",
+            help="Runtime processes sharing the database (PostgreSQL for more than one);"
+            " 'auto': one per core.",
+        ),
+    ] = "1",
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Stop the load after this many seconds (partial report)."),
+    ] = None,
     database: DatabaseOption = None,
     provider: ProviderOption = None,
     model: ModelOption = None,
@@ -114,8 +131,9 @@ def load(
     latency: LatencyOption = None,
 ) -> None:
     """Start N instances, stream one turn on each, and report TTFT, TPOT, ITL and end-to-end
-    percentiles, throughput, goodput, failures and a time series. Ctrl-C stops the load and
-    prints a partial report."""
+    percentiles, throughput, goodput, failures and a time series. With --processes the
+    instances are spread over several runtime processes and their reports merged. Ctrl-C
+    stops the load and prints a partial report."""
     settings = settings_from(
         database_url=database,
         provider=provider,
@@ -127,18 +145,33 @@ def load(
     slos = parse_slo(slo)
     if html_path is not None:
         _need_matplotlib()
-    definition = None
-    prompt_id = None
-    if prompt is not None:
-        if Path(prompt).suffix in (".yaml", ".yml", ".json"):
-            definition = load_prompt_file(prompt)
-        else:
-            prompt_id = prompt
+    definition, prompt_id = resolve_prompt(prompt)
+    count = process_count(processes)
+    if timeout is not None and not timeout > 0:
+        raise InvalidInput(f"--timeout must be a positive number of seconds, got {timeout}")
 
     async def main() -> LoadReport:
         monitor = LoadMonitor()
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_sigint, monitor)
+            if count > 1:
+                tg.start_soon(show_progress, monitor, _err, rate)
+                report = await run_in_processes(
+                    settings,
+                    processes=count,
+                    instances=instances,
+                    rate=rate,
+                    prompt=prompt,
+                    variables=variables,
+                    track=not no_track,
+                    slo=slos,
+                    monitor=monitor,
+                    timeout=timeout,
+                )
+                tg.cancel_scope.cancel()
+                return report
+            if timeout is not None:
+                tg.start_soon(_stop_after, monitor, timeout)
             try:
                 async with open_runtime(settings) as rt:
                     tg.start_soon(show_progress, monitor, _err, rate)

@@ -20,6 +20,7 @@ from ._help import Command, Group
 from ._init import init
 from ._inspect import instances, prompts_app, recover, runs_app, tasks_app
 from ._load import load
+from ._load_procs import WORKER, load_worker
 from ._logging import LEVELS, configure_logging
 from ._run import run
 
@@ -48,6 +49,7 @@ app.command(cls=Command, epilog=PROVIDERS_HELP)(run)
 app.command(cls=Command, epilog=PROVIDERS_HELP)(chat)
 app.command(cls=Command)(load)
 app.command(cls=Command)(chaos)
+app.command(WORKER, cls=Command, hidden=True)(load_worker)
 app.add_typer(runs_app, name="runs")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(prompts_app, name="prompts")

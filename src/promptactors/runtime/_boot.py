@@ -3,6 +3,7 @@
 The tree (``rest_for_one``: a child's restart restarts those started after it)::
 
     root
+    ├── executor           heartbeat row, bulk lease renewal, reclaim of expired leases
     ├── run_tracker        group commit of runs and tasks
     ├── registry           instances by id, prompt id and run id
     ├── prompt_cache       single-flight caches over the store
@@ -30,6 +31,9 @@ from ..actors import (
     ActionCache,
     BrokerRegistry,
     EngineContext,
+    ExecutorActor,
+    ExecutorLeases,
+    FencedPersistence,
     InstanceRegistryClient,
     PromptCache,
     RunTrackerClient,
@@ -129,7 +133,11 @@ async def _open(
             async with open_supervisor(root):
                 engine = EngineContext(
                     provider_for=_router(providers, settings),
-                    persistence=RunTrackerClient(child_ref(root, "run_tracker")),
+                    persistence=FencedPersistence(
+                        RunTrackerClient(child_ref(root, "run_tracker")),
+                        settings.executor_id,
+                        settings.lease_seconds,
+                    ),
                     registry=InstanceRegistryClient(child_ref(root, "registry")),
                     prices=prices,
                     executor_id=settings.executor_id,
@@ -149,17 +157,19 @@ async def _open(
 
 
 def _tree(settings: RuntimeSettings, store: Store) -> Supervisor:
+    leases = ExecutorLeases(
+        lease_seconds=settings.lease_seconds,
+        heartbeat_interval=settings.heartbeat_interval,
+        reclaim_interval=settings.reclaim_interval,
+        recovery=settings.recovery,
+        recovery_attempts=settings.recovery_attempts,
+        group=settings.group,
+    )
     return Supervisor(
         [
-            ChildSpec(
-                "run_tracker",
-                lambda: run_tracker_actor(
-                    store,
-                    executor_id=settings.executor_id,
-                    heartbeat_interval=settings.heartbeat_interval,
-                ),
-                shutdown=30.0,
-            ),
+            # First, so it stops last: the leases are renewed until every run has ended.
+            ChildSpec("executor", lambda: ExecutorActor(store, settings.executor_id, leases)),
+            ChildSpec("run_tracker", lambda: run_tracker_actor(store), shutdown=30.0),
             ChildSpec("registry", instance_registry_actor),
             ChildSpec("prompt_cache", lambda: PromptCache(store)),
             ChildSpec("action_cache", lambda: ActionCache(store)),

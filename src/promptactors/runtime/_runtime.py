@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import InstanceNotFound, InvalidInput, RunInUse
 from ..actors import (
     ActionCacheClient,
+    FencedPersistence,
     InstanceActor,
     InstanceHome,
     InstanceRegistryClient,
@@ -235,6 +236,8 @@ class Runtime:
                 raise RunInUse(run_id, live, f"run {run_id!r} is open in live instance {live!r}")
             # The database claim is the truth: of concurrent starts on one run, one wins.
             claim = await RunClaim.take(self.store, run_id, instance_id)
+            if isinstance(self._engine.persistence, FencedPersistence):
+                self._engine.persistence.adopt(run_id, claim.fence)
             async with released_on_error(claim):
                 run = await self.store.get_run(run_id)
                 run_name = run.name

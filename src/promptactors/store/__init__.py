@@ -10,6 +10,7 @@ are idempotency keys: replaying an operation never duplicates rows or messages.
 
 from __future__ import annotations
 
+from ._executors import ExecutorRecord as ExecutorRecord
 from ._memory import MemoryStore as MemoryStore
 from ._open import open_store as open_store
 from ._protocol import Store as Store
@@ -38,6 +39,7 @@ __all__ = [
     "ActionRecord",
     "CreateRun",
     "CreateTask",
+    "ExecutorRecord",
     "FailTask",
     "FinishTurn",
     "InterruptTask",

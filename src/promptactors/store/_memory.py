@@ -42,6 +42,7 @@ from promptactors._exceptions import (
 
 from ._base import StoreBase
 from ._listings import check_listing
+from ._memory_executors import MemoryExecutors
 from ._memory_writes import Row, Tables, Transaction, apply_batch, own_run
 from ._migrations import latest_version
 from ._records import (
@@ -80,7 +81,7 @@ if TYPE_CHECKING:
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(StoreBase):
+class MemoryStore(MemoryExecutors, StoreBase):
     """A store in this process's memory. ``open_store("memory://")`` opens a fresh one.
 
     ``clock`` gives "now" in seconds (default ``anyio.current_time``, the event loop's
@@ -110,6 +111,7 @@ class MemoryStore(StoreBase):
         self._scoped: dict[str, dict[tuple[str, str], str]] = {scope: {} for scope in SCOPES}
         self._brokers: dict[tuple[str, str, str], str] = {}
         self._tables = Tables()
+        self._executors: dict[str, Row] = {}
         self.reads = 0
         self.writes = 0
         self.batches = 0

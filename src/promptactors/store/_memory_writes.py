@@ -192,7 +192,8 @@ def _create_run(txn: Transaction, op: CreateRun, now: float) -> None:
             "updated_at": now,
             "owner_id": op.owner_id,
             "fence": 0 if op.owner_id is None else 1,
-            "lease_expires_at": None,
+            "lease_expires_at": None if op.lease_seconds is None else now + op.lease_seconds,
+            "takeovers": 0,
         }
     )
 
@@ -352,3 +353,5 @@ def _update_run(txn: Transaction, op: UpdateRun, now: float) -> None:
         changes.update(messages=dumps(messages), message_count=len(messages))
     run.update({column: value for column, value in changes.items() if value is not None})
     run.update(version=run["version"] + 1, updated_at=now)
+    if op.release:
+        run.update(owner_id=None, lease_expires_at=None)

@@ -54,14 +54,16 @@ async def apply_batch(conn: Any, batch: Plan, fences: Fenced) -> None:
 # time, an unnested row a few us.
 _CREATE_RUNS: Final = """
 INSERT INTO ai_runs (id, prompt_id, prompt_source, instance_id, name, messages, variables,
-                     settings, message_count, executor_id, heartbeat_at, owner_id, fence)
+                     settings, message_count, executor_id, heartbeat_at, owner_id, fence,
+                     lease_expires_at)
 SELECT id, prompt_id, prompt_source, instance_id, name, messages::jsonb, variables::jsonb,
        settings::jsonb, message_count, executor_id, now(), owner_id,
-       CASE WHEN owner_id IS NULL THEN 0 ELSE 1 END
+       CASE WHEN owner_id IS NULL THEN 0 ELSE 1 END,
+       now() + lease * interval '1 second'
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::integer[], $10::text[], $11::text[])
+            $8::text[], $9::integer[], $10::text[], $11::text[], $12::float8[])
      WITH ORDINALITY AS d(id, prompt_id, prompt_source, instance_id, name, messages, variables,
-                          settings, message_count, executor_id, owner_id, ord)
+                          settings, message_count, executor_id, owner_id, lease, ord)
 ORDER BY ord
 ON CONFLICT (id) DO NOTHING
 RETURNING id
@@ -145,7 +147,9 @@ _UPDATE_RUN: Final = """
 UPDATE ai_runs SET status = coalesce($2::text, status), error = coalesce($3::text, error),
     name = coalesce($4::text, name), messages = coalesce($5::jsonb, messages),
     message_count = coalesce($6::integer, message_count),
-    variables = coalesce($7::jsonb, variables), version = version + 1, updated_at = now()
+    variables = coalesce($7::jsonb, variables), version = version + 1, updated_at = now(),
+    owner_id = CASE WHEN $8::boolean THEN NULL ELSE owner_id END,
+    lease_expires_at = CASE WHEN $8::boolean THEN NULL ELSE lease_expires_at END
 WHERE id = $1
 """
 
@@ -271,6 +275,7 @@ async def _create_runs(conn: Any, ops: list[CreateRun]) -> None:
             len(op.messages),
             op.executor_id,
             op.owner_id,
+            op.lease_seconds,
         )
         for op in ops
     ]
@@ -369,6 +374,7 @@ def _args(op: FailTask | InterruptTask | UpdateRun) -> tuple[Any, ...]:
         messages,
         None if messages is None else len(messages),
         None if op.variables is None else dict(op.variables),
+        op.release,
     )
 
 

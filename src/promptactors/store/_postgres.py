@@ -33,6 +33,7 @@ from promptactors._exceptions import (
 
 from .._backend import AsyncioRunner
 from ._base import StoreBase
+from ._executors import PostgresExecutors
 from ._listings import PostgresPromptListing
 from ._migrations import ADVISORY_LOCK_KEY, latest_version, load_migrations
 from ._pg_errors import DRIVER_ERRORS, translate
@@ -108,7 +109,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=dumps, decoder=json.loads, schema="pg_catalog")
 
 
-class PostgresStore(PostgresPromptListing, StoreBase):
+class PostgresStore(PostgresExecutors, PostgresPromptListing, StoreBase):
     """A store in a PostgreSQL database. Open it with :meth:`open`."""
 
     def __init__(self, url: str, pool_size: int, connect_timeout: float) -> None:

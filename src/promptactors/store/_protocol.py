@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
     from types import TracebackType
 
+    from ._executors import ExecutorRecord
     from ._records import (
         ActionRecord,
         CreateRun,
@@ -254,6 +255,45 @@ class Store(Protocol):
 
         ``keep_runs`` suits a process that claimed the runs and will retry their turns.
         """
+        ...
+
+    # -- executors and leases --------------------------------------------------------
+
+    async def register_executor(
+        self, executor_id: str, *, lease_seconds: float, pid: int, group: str | None = None
+    ) -> None:
+        """Insert (or refresh) the heartbeat row of executor ``executor_id`` (a runtime
+        process on this host with ``pid``, optionally in a named ``group``)."""
+        ...
+
+    async def renew_leases(self, executor_id: str, lease_seconds: float) -> tuple[bool, int]:
+        """Beat the executor's heartbeat and make the lease of every running run it holds
+        end ``lease_seconds`` from now: one statement on PostgreSQL (one transaction on
+        SQLite), however many runs. Return (whether the executor's row exists, how many
+        runs were renewed). Runs taken over by another executor are not touched."""
+        ...
+
+    async def reclaim_expired(
+        self, executor_id: str, lease_seconds: float, *, limit: int = 100
+    ) -> list[RunRecord]:
+        """Take over at most ``limit`` running runs of other executors whose lease has
+        expired: each now names ``executor_id`` (owner and executor) under a fresh lease,
+        its fence grown by one (so the previous owner's writes are refused) and its
+        ``takeovers`` counted. Concurrent reclaimers never get the same run."""
+        ...
+
+    async def remove_executor(self, executor_id: str) -> None:
+        """Delete an executor's row and free the ended runs it holds (a clean stop); runs
+        still running keep their lease, and live executors reclaim them once it expires."""
+        ...
+
+    async def prune_executors(self, older_than: float) -> int:
+        """Delete executors silent for more than ``older_than`` seconds that hold no
+        running run; return how many."""
+        ...
+
+    async def list_executors(self) -> list[ExecutorRecord]:
+        """Every executor, oldest first: alive or expired, with the leases it holds."""
         ...
 
     # -- lifetime --------------------------------------------------------------------

@@ -218,7 +218,8 @@ class RunRecord:
     last said it was alive; ``version`` grows by one with every change of its content.
     ``owner_id`` is who continues the run (None when free), ``fence`` its fencing token
     (grows with every claim; 0 if never claimed) and ``lease_expires_at`` when the claim
-    may be taken over (None: held until released).
+    may be taken over (None: held until released); ``takeovers`` counts the reclaims of
+    the run from executors whose lease expired.
     """
 
     id: str
@@ -236,6 +237,7 @@ class RunRecord:
     version: int = 1
     owner_id: str | None = None
     fence: int = 0
+    takeovers: int = 0
     lease_expires_at: datetime | None = field(default=None, compare=False)
     heartbeat_at: datetime | None = field(default=None, compare=False)
     created_at: datetime | None = field(default=None, compare=False)
@@ -290,7 +292,8 @@ class CreateRun:
 
     ``run_id`` is an idempotency key: replaying the operation is a no-op, but a replay
     naming another prompt, prompt source or instance raises ``StoreConflict``. With an
-    ``owner_id`` the new run is claimed by it with fence 1 (see ``Store.claim_run``).
+    ``owner_id`` the new run is claimed by it with fence 1 (see ``Store.claim_run``), held
+    until released or, with ``lease_seconds``, under a lease that long.
     """
 
     run_id: str
@@ -303,10 +306,13 @@ class CreateRun:
     settings: Mapping[str, Any] = field(default_factory=dict)
     executor_id: str | None = None
     owner_id: str | None = None
+    lease_seconds: float | None = None
 
     def __post_init__(self) -> None:
         check_id(self.run_id, "run id")
         _check_optional_id(self.owner_id, f"owner id of run {self.run_id!r}")
+        if self.lease_seconds is not None:
+            check_lease(self.lease_seconds)
         _check_optional_id(self.prompt_id, f"prompt id of run {self.run_id!r}")
         _check_optional_id(self.instance_id, f"instance id of run {self.run_id!r}")
         _check_optional_id(self.executor_id, f"executor id of run {self.run_id!r}")
@@ -442,6 +448,7 @@ class InterruptTask:
 class UpdateRun:
     """Set the given fields of a run (None leaves a field alone). ``RunNotFound`` if absent.
 
+    ``release`` frees the run's claim too (its owner and lease; the fence is kept).
     With a ``fence``, the operation applies only while it is its run's current fencing
     token; otherwise ``Store.apply`` refuses its batch with ``StaleFence``.
     """
@@ -453,6 +460,7 @@ class UpdateRun:
     messages: Sequence[Mapping[str, Any]] | None = None
     variables: Mapping[str, Any] | None = None
     fence: int | None = None
+    release: bool = False
 
     def __post_init__(self) -> None:
         check_id(self.run_id, "run id")

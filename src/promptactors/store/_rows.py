@@ -142,6 +142,7 @@ def run_from_row(row: Row, d: Decoder) -> RunRecord:
             version=row["version"],
             owner_id=row["owner_id"],
             fence=row["fence"],
+            takeovers=row["takeovers"],
             lease_expires_at=d.time(row["lease_expires_at"]),
             heartbeat_at=d.time(row["heartbeat_at"]),
             created_at=d.time(row["created_at"]),

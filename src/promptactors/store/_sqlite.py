@@ -27,6 +27,7 @@ from promptactors._exceptions import (
 
 from .._backend import WorkerThread, get_backend, wait_for
 from ._base import StoreBase
+from ._executors import SqliteExecutors
 from ._listings import SqlitePromptListing
 from ._migrations import latest_version, load_migrations, sql_statements
 from ._records import (
@@ -73,7 +74,7 @@ __all__ = ["SqliteStore"]
 T = TypeVar("T")
 
 
-class SqliteStore(SqlitePromptListing, StoreBase):
+class SqliteStore(SqliteExecutors, SqlitePromptListing, StoreBase):
     """A store in one SQLite file (or ``:memory:``). Open it with :meth:`open`."""
 
     def __init__(self, path: str, busy_timeout: float) -> None:

@@ -108,7 +108,8 @@ def _create_run(conn: sqlite3.Connection, op: CreateRun, now: str) -> None:
     inserted = conn.execute(
         "INSERT INTO ai_runs (id, prompt_id, prompt_source, instance_id, name, messages,"
         " variables, settings, message_count, executor_id, heartbeat_at, created_at, updated_at,"
-        " owner_id, fence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " owner_id, fence, lease_expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (id) DO NOTHING",
         (
             op.run_id,
@@ -126,6 +127,7 @@ def _create_run(conn: sqlite3.Connection, op: CreateRun, now: str) -> None:
             now,
             op.owner_id,
             0 if op.owner_id is None else 1,
+            None if op.lease_seconds is None else shifted(op.lease_seconds),
         ),
     ).rowcount
     if not inserted:
@@ -275,7 +277,9 @@ def _update_run(conn: sqlite3.Connection, op: UpdateRun, now: str) -> None:
         "UPDATE ai_runs SET status = coalesce(?, status), error = coalesce(?, error),"
         " name = coalesce(?, name), messages = coalesce(?, messages),"
         " message_count = coalesce(?, message_count), variables = coalesce(?, variables),"
-        " version = version + 1, updated_at = ? WHERE id = ?",
+        " version = version + 1, updated_at = ?,"
+        " owner_id = CASE WHEN ? THEN NULL ELSE owner_id END,"
+        " lease_expires_at = CASE WHEN ? THEN NULL ELSE lease_expires_at END WHERE id = ?",
         (
             op.status,
             op.error,
@@ -284,6 +288,8 @@ def _update_run(conn: sqlite3.Connection, op: UpdateRun, now: str) -> None:
             None if messages is None else len(messages),
             None if op.variables is None else dumps(dict(op.variables)),
             now,
+            op.release,
+            op.release,
             op.run_id,
         ),
     ).rowcount
