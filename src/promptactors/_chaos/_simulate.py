@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .._backend import run_virtual
+from .._backend import VIRTUAL_EPOCH, run_virtual
 from .._settings import RuntimeSettings
-from ..store import open_store
+from ..store import MemoryStore
 from ._report import ChaosReport, SweepReport, reproduce_command
 from ._run import run_chaos
 
@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 
 
 async def memory_store(seed: int) -> AbstractAsyncContextManager[Store]:
-    """The default store factory: a fresh in-memory store."""
-    return await open_store("memory://", migrate=True)
+    """The default store factory: a fresh in-memory store (``memory://``) whose row times
+    count from ``VIRTUAL_EPOCH``, not from the wall clock."""
+    return MemoryStore(epoch=VIRTUAL_EPOCH)
 
 
 def simulate_seed(

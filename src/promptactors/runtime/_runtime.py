@@ -13,10 +13,10 @@ tree; every method checks its arguments at the boundary (``_checks.py``) first.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._backend import new_id
 from .._exceptions import InstanceNotFound, InvalidInput, RunInUse
 from ..actors import (
     ActionCacheClient,
@@ -219,7 +219,7 @@ class Runtime:
         user_values = check_variables("variables", variables or {})
         check_text("initial_message", initial_message)
         check_id("instance_id", instance_id)
-        instance_id = instance_id or str(uuid.uuid4())
+        instance_id = instance_id or new_id()
         history: tuple[ConversationMessage, ...] = ()
         run_name = None
         scoped = ScopedValues()
