@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from .._backend import new_id
 from .._exceptions import AttemptsExhausted, InvalidInput, TurnCancelled, TurnInProgress
 from ..kernel import handler
+from ..kernel._entropy import new_id
 from ..messages import (
     ClearConversation,
     ClearVariable,

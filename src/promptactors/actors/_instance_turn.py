@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from .._backend import new_id
 from .._exceptions import (
     ActorDead,
     AttemptsExhausted,
@@ -28,6 +27,7 @@ from .._exceptions import (
     TurnCancelled,
 )
 from ..kernel import Actor
+from ..kernel._entropy import new_id
 from ..messages import (
     AttemptRetrying,
     ExecutionCancelled,

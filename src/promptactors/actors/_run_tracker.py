@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from .._backend import jitter_rng
 from .._exceptions import (
     AskTimeout,
     InvalidInput,
@@ -43,6 +42,7 @@ from .._exceptions import (
     StoreUnavailable,
 )
 from ..kernel import Actor
+from ..kernel._entropy import jitter_rng
 from ..messages._tracker import (
     FlushOps,
     GetTrackerStats,

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._backend import new_id
 from .._exceptions import InstanceNotFound, InvalidInput, RunInUse
 from ..actors import (
     ActionCacheClient,
@@ -32,6 +31,7 @@ from ..actors import (
     resolve_brokers,
 )
 from ..kernel import ActorRef
+from ..kernel._entropy import new_id
 from ..messages import ConversationMessage, ScopedValues
 from ..supervisors import ChildSpec, DynamicSupervisor
 from ._checks import (
