@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,18 +80,62 @@ def test_a_simulated_sweep_is_reproducible_seed_by_seed() -> None:
     assert other.hashes[4] != report.hashes[3]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by this test: a seed's trace depends on the seeds run before it in the "
-    "same process (process-wide state outside the seeded scheduler); the sweep's own rerun "
-    "compares a seed run at both ends of one sweep, which matches",
-)
 def test_a_seed_run_alone_reproduces_its_hash_from_a_sweep() -> None:
     """Seed 3 alone gives the hash it had as the third seed of a sweep."""
     with structlog.testing.capture_logs():
         report = simulate_sweep(range(1, 4), instances=30, rerun=False)
         again = simulate_sweep([3], instances=30, rerun=False)
     assert again.hashes[3] == report.hashes[3]
+
+
+def test_a_seed_replayed_in_a_new_process_gives_its_hash_from_a_sweep_in_this_one() -> None:
+    """The reproduce line of a seed, run as a new process (another PYTHONHASHSEED, no
+    module state of this one), gives the trace hash that seed had inside a sweep here."""
+    with structlog.testing.capture_logs():
+        report = simulate_sweep(range(1, 4), instances=30, rerun=False)
+    command = [sys.executable, "-m", "promptactors", "chaos", "--simulate"]
+    command += ["--seeds", "3-3", "--instances", "30", "--json"]
+    env = {**os.environ, "PYTHONHASHSEED": "random", "NO_COLOR": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    replayed = json.loads(done.stdout)
+    assert replayed["trace_hashes"] == {"3": report.hashes[3]}
+    assert replayed["reproducible"] is True, replayed["rerun_hashes"]
+
+
+def test_the_sweep_reruns_its_seed_here_and_in_a_new_process() -> None:
+    """``reproducible`` compares the seed's hash with a rerun after the sweep in this
+    process and with a replay in a new process."""
+    with structlog.testing.capture_logs():
+        report = simulate_sweep(range(1, 3), instances=20)
+    assert report.rerun_seed == (report.failing_seeds or [1])[0]
+    assert report.rerun_error is None
+    assert report.rerun_hashes == {
+        "this_process": report.hashes[report.rerun_seed],
+        "new_process": report.hashes[report.rerun_seed],
+    }
+    assert report.reproducible is True
+
+
+def test_a_trace_that_depends_on_the_runs_before_it_is_reported_not_reproducible(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check is not vacuous: process-wide state leaking into the trace (a counter
+    here) makes the sweep's rerun differ, and the sweep is not ok."""
+    from promptactors._chaos import _driver
+
+    runs = itertools.count()
+    add = _driver.Trace.add
+
+    def leaky_add(self: _driver.Trace, *event: object) -> None:
+        add(self, *event, next(runs))
+
+    monkeypatch.setattr(_driver.Trace, "add", leaky_add)
+    with structlog.testing.capture_logs():
+        report = simulate_sweep([5], instances=10, fault_rate=0.0, faults="provider_reject")
+    assert report.reproducible is False
+    assert report.rerun_hashes["this_process"] != report.hashes[5]
+    assert not report.ok
 
 
 def test_the_ci_sweep_of_200_seeds_holds_under_the_holding_kinds(

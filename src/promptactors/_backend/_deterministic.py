@@ -18,6 +18,8 @@ import trio
 import trio.testing
 from trio._core import _run as trio_run  # private: the scheduler's shuffle
 
+from ._entropy import seeded_entropy
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
@@ -44,6 +46,8 @@ def deterministic_scheduling(seed: int) -> Iterator[None]:
 def run_virtual(fn: Callable[..., Awaitable[T]], *args: Any, seed: int) -> T:
     """``trio.run(fn, *args)`` in virtual time (``MockClock(autojump_threshold=0)``: the
     clock jumps to the next deadline whenever every task waits) with the scheduler's
-    shuffle seeded by ``seed``. Raises what ``fn`` raises."""
-    with deterministic_scheduling(seed):
+    shuffle seeded by ``seed``, and the runtime's ids and backoff jitter drawn from
+    ``seed`` (``_entropy``): the run is a function of ``seed`` alone. Raises what ``fn``
+    raises."""
+    with deterministic_scheduling(seed), seeded_entropy(seed):
         return trio.run(fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -13,10 +13,12 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
+from .._backend import VIRTUAL_EPOCH
 from .._exceptions import NotFound, PromptActorsError, RunInUse
 from ..kernel import start_soon
 from ..messages import PromptDefinition, PromptMessage, VariableDefault
@@ -146,7 +148,10 @@ async def drive(
         await ticking.start(ticker.run)
         provider = ChaosProvider(ticker, tokens=tokens, latency=latency, scripts=scripts)
         clock = anyio.current_time if virtual else None
-        async with open_runtime(settings, provider=provider, store=outage, clock=clock) as rt:
+        utcnow = _virtual_utcnow if virtual else None
+        async with open_runtime(
+            settings, provider=provider, store=outage, clock=clock, utcnow=utcnow
+        ) as rt:
             ctx = _Context(rt, outage, schedule, bound, trace)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_global_faults, ctx)
@@ -191,6 +196,11 @@ async def _trace_rows(ctx: _Context) -> None:
         messages = tuple((m.get("role"), bool(m.get("failed"))) for m in run.messages)
         statuses = tuple(sorted(t.status for t in tasks))
         ctx.trace.add("rows", snap.instance_id, run.status, messages, statuses)
+
+
+def _virtual_utcnow() -> datetime:
+    """The wall time of a virtual run: ``VIRTUAL_EPOCH`` plus the virtual clock."""
+    return VIRTUAL_EPOCH + timedelta(seconds=anyio.current_time())
 
 
 def _instance_id(seed: int, index: int) -> str:

@@ -121,6 +121,9 @@ class SweepReport:
     reproduce: str
     first_failure: dict[str, Any] | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: The rerun seed's hash in this process (after the sweep) and in a new process.
+    rerun_hashes: dict[str, str] = field(default_factory=dict)
+    rerun_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -132,6 +135,8 @@ class SweepReport:
             "failing_seeds": self.failing_seeds,
             "reproducible": self.reproducible,
             "rerun_seed": self.rerun_seed,
+            "rerun_hashes": self.rerun_hashes,
+            "rerun_error": self.rerun_error,
             "faults_injected": sum(self.faults_by_kind.values()),
             "faults_by_kind": self.faults_by_kind,
             "outcomes": self.outcomes,

@@ -19,7 +19,6 @@ turn while one runs follows the instance's ``on_busy`` policy.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -32,6 +31,7 @@ from .._exceptions import (
     TurnInProgress,
 )
 from ..kernel import handler
+from ..kernel._entropy import new_id
 from ..messages import (
     ClearConversation,
     ClearVariable,
@@ -352,7 +352,7 @@ class InstanceActor(TurnRunner):
         busy = f"instance {state.instance_id!r} is in a turn ({turn.life.phase.value})"
         if config.on_busy == "reject":
             raise TurnInProgress(f"{busy}; its on_busy is 'reject'")
-        ticket = TurnTicket(str(uuid.uuid4()), None)
+        ticket = TurnTicket(new_id(), None)
         if config.on_busy == "enqueue":
             if len(home.queue) >= config.max_queued_turns:
                 raise TurnInProgress(
@@ -387,7 +387,7 @@ class InstanceActor(TurnRunner):
                 f"instance {state.instance_id!r} has nothing to send: its prompt has no "
                 "messages and there is no user input"
             )
-        task_id = ticket.first_task_id if ticket is not None else str(uuid.uuid4())
+        task_id = ticket.first_task_id if ticket is not None else new_id()
         self._apply(
             ExecutionStarted.model_construct(
                 at=self._now(),

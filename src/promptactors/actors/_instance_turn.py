@@ -11,7 +11,6 @@ after the outcome's rows are handed to the run tracker, and always (``finally``)
 from __future__ import annotations
 
 import contextlib
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -28,6 +27,7 @@ from .._exceptions import (
     TurnCancelled,
 )
 from ..kernel import Actor
+from ..kernel._entropy import new_id
 from ..messages import (
     AttemptRetrying,
     ExecutionCancelled,
@@ -253,7 +253,7 @@ class TurnRunner(Actor[InstanceCommand]):
             if run_id is None:
                 # Chosen once and linked at once: a stop from now on ends this run, and a
                 # retry after an outage creates no second run.
-                run_id = self.home.run_id = self.home.run_id or str(uuid.uuid4())
+                run_id = self.home.run_id = self.home.run_id or new_id()
                 ops.append(
                     CreateRun(
                         run_id=run_id,
@@ -381,7 +381,7 @@ class TurnRunner(Actor[InstanceCommand]):
     def _retry(self, turn: ActiveTurn, why: str, delay: float) -> None:
         """The attempt failed; the turn goes on in ``backoff`` (status stays executing)."""
         turn.gen += 1
-        turn.task_id = str(uuid.uuid4())
+        turn.task_id = new_id()
         self._apply(
             AttemptRetrying.model_construct(at=self._now(), task_id=turn.task_id, error=why)
         )

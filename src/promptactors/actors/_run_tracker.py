@@ -24,7 +24,6 @@ they are refused to their own waiters and the rest of the batch is committed aga
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +42,7 @@ from .._exceptions import (
     StoreUnavailable,
 )
 from ..kernel import Actor
+from ..kernel._entropy import jitter_rng
 from ..messages._tracker import (
     FlushOps,
     GetTrackerStats,
@@ -54,6 +54,8 @@ from ..messages._tracker import (
 from ..store._records import check_id
 
 if TYPE_CHECKING:
+    import random
+
     from ..kernel import ActorRef, DeferredReply
     from ..messages._tracker import CommitWaiter
     from ..store import Store, WriteOp
@@ -88,7 +90,7 @@ class CommitBackoff:
     maximum: float = 5.0
     multiplier: float = 2.0
     jitter: float = 0.2
-    rng: random.Random = field(default_factory=random.Random, compare=False)
+    rng: random.Random = field(default_factory=jitter_rng, compare=False)
 
     def __post_init__(self) -> None:
         if self.initial < 0 or self.maximum < self.initial or self.multiplier < 1:

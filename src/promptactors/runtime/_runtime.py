@@ -14,7 +14,6 @@ tree; every method checks its arguments at the boundary (``_checks.py``) first.
 from __future__ import annotations
 
 import functools
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ from ..actors import (
     resolve_brokers,
 )
 from ..kernel import ActorRef
+from ..kernel._entropy import new_id
 from ..messages import ConversationMessage, ScopedValues
 from ..supervisors import ChildSpec, DynamicSupervisor
 from ._checks import (
@@ -221,7 +221,7 @@ class Runtime:
         user_values = check_variables("variables", variables or {})
         check_text("initial_message", initial_message)
         check_id("instance_id", instance_id)
-        instance_id = instance_id or str(uuid.uuid4())
+        instance_id = instance_id or new_id()
         history: tuple[ConversationMessage, ...] = ()
         run_name = None
         scoped = ScopedValues()
