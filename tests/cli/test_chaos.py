@@ -16,7 +16,8 @@ from promptactors.cli import main
 HOLDING = (
     "crash_mid_stream,provider_error_before_first_token,provider_reject,"
     "provider_error_mid_stream,provider_truncate,provider_stall,busy_reject,busy_enqueue,"
-    "busy_interrupt,update_variables_mid_turn"
+    "busy_interrupt,update_variables_mid_turn,store_outage,registry_crash,cache_crash,"
+    "tracker_crash"
 )
 KEYS = {
     "faults_injected",
@@ -76,12 +77,6 @@ def test_a_simulated_sweep_is_reproducible_seed_by_seed() -> None:
     assert other.hashes[4] != report.hashes[3]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by this test: a seed's trace depends on the seeds run before it in the "
-    "same process (process-wide state outside the seeded scheduler); the sweep's own rerun "
-    "compares a seed run at both ends of one sweep, which matches",
-)
 def test_a_seed_run_alone_reproduces_its_hash_from_a_sweep() -> None:
     """Seed 3 alone gives the hash it had as the third seed of a sweep."""
     with structlog.testing.capture_logs():

@@ -20,6 +20,7 @@ tracker, whose next incarnation was started only after they had stopped.
 
 from __future__ import annotations
 
+import random
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ from ..actors import (
     run_tracker_actor,
 )
 from ..actors._registry import RegistryHome
+from ..actors._run_tracker import CommitBackoff
 from ..actors._run_tracker_home import RunTrackerHome
 from ..providers import PriceTable, ProviderRegistry, SimulatedProvider
 from ..store import open_store
@@ -170,6 +172,9 @@ def _tree(settings: RuntimeSettings, store: Store, tracker_home: RunTrackerHome)
                     executor_id=settings.executor_id,
                     heartbeat_interval=settings.heartbeat_interval,
                     home=tracker_home,
+                    # Jitter seeded by the executor: distinct per process, reproducible
+                    # under `chaos --simulate` (an unseeded one changed its traces).
+                    retry=CommitBackoff(rng=random.Random(settings.executor_id)),
                 ),
                 shutdown=30.0,
             ),
