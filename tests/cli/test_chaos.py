@@ -20,7 +20,8 @@ from promptactors.cli import main
 HOLDING = (
     "crash_mid_stream,provider_error_before_first_token,provider_reject,"
     "provider_error_mid_stream,provider_truncate,provider_stall,busy_reject,busy_enqueue,"
-    "busy_interrupt,update_variables_mid_turn"
+    "busy_interrupt,update_variables_mid_turn,store_outage,registry_crash,cache_crash,"
+    "tracker_crash"
 )
 KEYS = {
     "faults_injected",

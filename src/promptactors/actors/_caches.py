@@ -411,9 +411,27 @@ class ScopedVariablesCache(_CacheActor):
 
 
 async def _ask_cache(ref: ActorRef[Any], message: object, timeout: float | None) -> Any:
-    """Ask a cache; on a miss, wait for the read within what is left of ``timeout``."""
+    """Ask a cache; on a miss, wait for the read within what is left of ``timeout``.
+
+    A cache that crashes fails the reads in flight with ``ActorDead`` and restarts (its
+    reference stays valid): the ask is sent once more, to the next incarnation, within
+    the same deadline. A second ``ActorDead``, or one from a cache stopped for good, is
+    raised.
+    """
     deadline = None if timeout is None else anyio.current_time() + timeout
-    result = await ref.ask(message, timeout=timeout)
+    try:
+        return await _ask_cache_once(ref, message, timeout, deadline)
+    except ActorDead:
+        if not ref.is_alive:
+            raise
+    return await _ask_cache_once(ref, message, timeout, deadline)
+
+
+async def _ask_cache_once(
+    ref: ActorRef[Any], message: object, timeout: float | None, deadline: float | None
+) -> Any:
+    left = None if deadline is None else max(0.0, deadline - anyio.current_time())
+    result = await ref.ask(message, timeout=left)
     if type(result) is not _Pending:
         return result
     try:

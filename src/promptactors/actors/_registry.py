@@ -4,6 +4,11 @@ One actor owns three indexes — instance id to reference (one each), prompt id 
 ids (many), run id to instance id (one per run) — so every lookup sees one consistent
 state. A restarted instance re-registers under the same ids (its reference is replaced);
 a stopped one unregisters. Callers use :class:`InstanceRegistryClient`.
+
+The indexes live in a :class:`RegistryHome` that the supervisor's factory hands to every
+incarnation: a crash of the registry forgets no live instance (each handler updates them
+without awaiting, so a crash never leaves them half-changed), and messages sent while it
+restarts wait in its mailbox for the next incarnation.
 """
 
 from __future__ import annotations
@@ -31,7 +36,12 @@ from ..messages._registry import (
 
 _log = structlog.get_logger("promptactors.registry")
 
-__all__ = ["InstanceRegistry", "InstanceRegistryClient", "instance_registry_actor"]
+__all__ = [
+    "InstanceRegistry",
+    "InstanceRegistryClient",
+    "RegistryHome",
+    "instance_registry_actor",
+]
 
 
 class _Entry:
@@ -43,18 +53,31 @@ class _Entry:
         self.run_id = run_id
 
 
-class InstanceRegistry(Actor[RegistryCommand]):
-    """Indexes live instances by instance id, prompt id and run id.
+class RegistryHome:
+    """The registry's indexes, kept across its incarnations (only the actor touches them)."""
 
-    State lives only in this actor; a restart (it is a permanent child) starts empty and
-    instances re-register as they restart or are looked up again.
-    """
+    __slots__ = ("by_prompt", "by_run", "instances")
 
     def __init__(self) -> None:
         # dicts keep insertion order: listings come back in registration order.
-        self._instances: dict[str, _Entry] = {}
-        self._by_prompt: dict[str, dict[str, None]] = {}
-        self._by_run: dict[str, str] = {}
+        self.instances: dict[str, _Entry] = {}
+        self.by_prompt: dict[str, dict[str, None]] = {}
+        self.by_run: dict[str, str] = {}
+
+
+class InstanceRegistry(Actor[RegistryCommand]):
+    """Indexes live instances by instance id, prompt id and run id.
+
+    The indexes live in ``home``: give every incarnation the same one and a restart keeps
+    them (entries of instances stopped meanwhile are dropped when next looked up). Without
+    a home, each incarnation starts empty.
+    """
+
+    def __init__(self, home: RegistryHome | None = None) -> None:
+        home = home if home is not None else RegistryHome()
+        self._instances = home.instances
+        self._by_prompt = home.by_prompt
+        self._by_run = home.by_run
 
     def _check_run_free(self, run_id: str, instance_id: str) -> None:
         owner = self._by_run.get(run_id)
@@ -180,9 +203,10 @@ class InstanceRegistry(Actor[RegistryCommand]):
         return dead
 
 
-def instance_registry_actor() -> InstanceRegistry:
-    """A fresh registry incarnation: the factory to put in a ``ChildSpec``."""
-    return InstanceRegistry()
+def instance_registry_actor(home: RegistryHome | None = None) -> InstanceRegistry:
+    """A fresh registry incarnation: the factory to put in a ``ChildSpec`` (with the same
+    ``home`` for every incarnation, a restart keeps the indexes)."""
+    return InstanceRegistry(home)
 
 
 class InstanceRegistryClient:

@@ -19,6 +19,10 @@ batch at once with that error, which names the cause. An operation the store ref
 is committed, and only that operation's waiter hears about it. Operations whose fencing
 token is stale need no bisection: the store lists every one of them (``StaleFence``), so
 they are refused to their own waiters and the rest of the batch is committed again at once.
+
+Nothing accepted is lost to a crash of the tracker either: the pending operations and
+their waiters live in a :class:`RunTrackerHome` that every incarnation shares (see
+``_run_tracker_home``); the next incarnation commits them, the crashed batch included.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from ..messages._tracker import (
     TrackerStats,
 )
 from ..store._records import check_id
+from ._run_tracker_home import Group, RunTrackerHome
 
 if TYPE_CHECKING:
     import random
@@ -59,6 +64,7 @@ if TYPE_CHECKING:
     from ..kernel import ActorRef, DeferredReply
     from ..messages._tracker import CommitWaiter
     from ..store import Store, WriteOp
+    from ._run_tracker_home import Item
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -66,6 +72,7 @@ __all__ = [
     "CommitBackoff",
     "RunTracker",
     "RunTrackerClient",
+    "RunTrackerHome",
     "run_tracker_actor",
 ]
 
@@ -111,43 +118,6 @@ class CommitBackoff:
         return max(0.0, base)
 
 
-class _Group:
-    """The operations one waiter covers; settles the waiter when the last one is done."""
-
-    __slots__ = ("error", "remaining", "waiter")
-
-    def __init__(self, waiter: CommitWaiter, remaining: int) -> None:
-        self.waiter = waiter
-        self.remaining = remaining
-        self.error: BaseException | None = None
-
-    def done(self, error: BaseException | None = None) -> None:
-        if error is not None and self.error is None:
-            self.error = error
-        self.remaining -= 1
-        if self.remaining == 0:
-            if self.error is None:
-                self.waiter.committed()
-            else:
-                self.waiter.failed(self.error)
-
-
-class _Item:
-    __slots__ = ("group", "op", "seq", "settled")
-
-    def __init__(self, op: WriteOp, group: _Group | None, seq: int) -> None:
-        self.op = op
-        self.group = group
-        self.seq = seq
-        self.settled = False
-
-    def settle(self, error: BaseException | None = None) -> None:
-        if not self.settled:
-            self.settled = True
-            if self.group is not None:
-                self.group.done(error)
-
-
 def _stale_indexes(error: StaleFence, count: int) -> set[int]:
     """The positions of the stale operations ``error`` lists (empty if the list does not
     fit the batch: then bisection finds them)."""
@@ -166,8 +136,12 @@ class RunTracker(Actor[TrackerCommand]):
     ``max_batch`` caps the operations committed in one transaction; ``retry`` paces the
     attempts while the store is unavailable; with an ``executor_id``, a linked task calls
     ``store.heartbeat(executor_id)`` every ``heartbeat_interval`` seconds so other
-    processes see this one's runs as alive. Raises ``InvalidInput`` for a ``max_batch``
-    below 1, a heartbeat interval that is not positive or a bad executor id.
+    processes see this one's runs as alive. ``home`` keeps the accepted operations and
+    their waiters across incarnations (a supervisor's factory hands the same one to each):
+    after a crash the next incarnation commits them and answers their waiters. Without a
+    home (a bare ``spawn``) a crash fails those waiters with ``StoreUnavailable``. Raises
+    ``InvalidInput`` for a ``max_batch`` below 1, a heartbeat interval that is not
+    positive or a bad executor id.
     """
 
     def __init__(
@@ -178,6 +152,7 @@ class RunTracker(Actor[TrackerCommand]):
         retry: CommitBackoff | None = None,
         executor_id: str | None = None,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        home: RunTrackerHome | None = None,
     ) -> None:
         if max_batch < 1:
             raise InvalidInput(f"max_batch must be at least 1, got {max_batch}")
@@ -192,26 +167,26 @@ class RunTracker(Actor[TrackerCommand]):
         self._retry = retry or CommitBackoff()
         self._executor_id = executor_id
         self._heartbeat_interval = heartbeat_interval
-        self._pending: list[_Item] = []
+        # A shared home outlives this incarnation: a crash leaves its operations there.
+        self._survives = home is not None
+        self._home = home if home is not None else RunTrackerHome()
         # Set when the running commit task ends (None: no commit task), and on each commit.
         self._committer_done: anyio.Event | None = None
         self._committed: anyio.Event | None = None
-        self._flushes: list[tuple[int, CommitWaiter]] = []
-        self._seq = 0
-        self._ops_committed = 0
-        self._batches = 0
-        self._largest_batch = 0
-        self._retries = 0
-        self._conflicts = 0
-        self._failed = 0
-        self._heartbeats = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        """Starts the heartbeat task when an executor id was given. Does not raise."""
+        """Starts the heartbeat task when an executor id was given, and resumes committing
+        what a crashed incarnation left pending. Does not raise."""
         if self._executor_id is not None:
             self.start_soon(self._heartbeat_loop, self._executor_id)
+        home = self._home
+        if home.pending:
+            _log.warning("run_tracker_resumes", pending=len(home.pending))
+            self._start_committer()
+        elif home.flushes:
+            home.release_flushes(home.seq)
 
     async def on_stop(self) -> None:
         """Commits everything still pending (the shutdown timeout bounds it).
@@ -222,30 +197,34 @@ class RunTracker(Actor[TrackerCommand]):
         try:
             while self._committer_done is not None:
                 await self._committer_done.wait()
-            while self._pending:
+            while self._home.pending:
                 await self._commit_next()
         finally:
-            self._abandon("the run tracker stopped before committing them")
+            self._home.abandon("the run tracker stopped before committing them")
 
     async def on_crash(self, error: BaseException) -> None:
-        """Fails the waiters of what is still pending (``StoreUnavailable``); does not raise."""
-        self._abandon(f"the run tracker crashed ({error!r})")
+        """With a home, leaves what is pending to the next incarnation; without one, fails
+        its waiters (``StoreUnavailable``). Does not raise."""
+        if not self._survives:
+            self._home.abandon(f"the run tracker crashed ({error!r})")
 
-    def _abandon(self, why: str) -> None:
-        if not self._pending and not self._flushes:
-            return
-        pending, self._pending = self._pending, []
-        left = [item for item in pending if not item.settled]
-        if left:
-            _log.error("run_tracker_ops_uncommitted", count=len(left), reason=why)
-        error = StoreUnavailable(f"{len(left)} operations not committed: {why}")
-        for item in left:
-            item.settle(error)
-        flushes, self._flushes = self._flushes, []
-        for _, waiter in flushes:
-            waiter.failed(error)
+    def _killed(self) -> None:
+        # Killed (shutdown timeout), crashed from a linked task, or cancelled from outside:
+        # this incarnation ends without on_stop. A home keeps the operations for the next
+        # incarnation (and its owner fails them if none comes); otherwise settle them now
+        # rather than leave their waiters hanging.
+        if not self._survives:
+            self._home.abandon("the run tracker was killed before committing them")
 
     # -- messages --------------------------------------------------------------------------
+
+    def _waiter(self, message: PersistOps | FlushOps) -> CommitWaiter:
+        if message.waiter is not None:
+            return message.waiter
+        reply = self.defer_reply()
+        if self._survives:
+            reply.detach()  # the home answers it, whichever incarnation commits
+        return _ReplyWaiter(reply, message.notes)
 
     async def receive(self, message: TrackerCommand) -> Any:
         """Accept a command; commit the pending batch once nothing more is queued.
@@ -254,18 +233,19 @@ class RunTracker(Actor[TrackerCommand]):
         (their waiters say when the commit happened). Raises ``TypeError`` for anything else.
         """
         reply: Any = None
+        home = self._home
         if isinstance(message, SubmitOps):
-            self._accept(message.ops, None)
+            home.accept(message.ops, None)
         elif isinstance(message, PersistOps):
-            waiter = message.waiter or _ReplyWaiter(self.defer_reply(), message.notes)
+            waiter = self._waiter(message)
             if message.ops:
-                self._accept(message.ops, _Group(waiter, len(message.ops)))
+                home.accept(message.ops, Group(waiter, len(message.ops)))
             else:
                 waiter.committed()
         elif isinstance(message, FlushOps):
-            waiter = message.waiter or _ReplyWaiter(self.defer_reply(), message.notes)
-            if self._pending:
-                self._flushes.append((self._seq, waiter))
+            waiter = self._waiter(message)
+            if home.pending:
+                home.flushes.append((home.seq, waiter))
             else:
                 waiter.committed()
         elif isinstance(message, GetTrackerStats):
@@ -274,11 +254,10 @@ class RunTracker(Actor[TrackerCommand]):
             raise TypeError(f"RunTracker has no handler for {type(message).__name__}")
         # Group commit: keep accepting while more is queued, then commit in one go, in a
         # linked task so that the next batch is accepted while this one commits.
-        pending = self._pending
+        pending = home.pending
         idle = pending and self._committer_done is None
         if idle and (len(pending) >= self._max_batch or self.ref.queued == 0):
-            self._committer_done = anyio.Event()
-            self.start_soon(self._committer)
+            self._start_committer()
         try:
             # Backpressure: a full batch waits behind the commit in flight.
             while self._committer_done is not None and len(pending) >= 2 * self._max_batch:
@@ -286,43 +265,40 @@ class RunTracker(Actor[TrackerCommand]):
                     self._committed = anyio.Event()
                 await self._committed.wait()
         except anyio.get_cancelled_exc_class():
-            # Killed (shutdown timeout) or cancelled from outside: this incarnation ends
-            # without on_stop, so settle the waiters here rather than leave them hanging.
-            self._abandon("the run tracker was killed before committing them")
+            self._killed()
             raise
         return reply
 
     def stats(self) -> TrackerStats:
-        """The counters so far (read in the tracker's own task)."""
+        """The counters so far, across incarnations (read in the tracker's own task)."""
+        home = self._home
         return TrackerStats(
-            ops_committed=self._ops_committed,
-            batches=self._batches,
-            largest_batch=self._largest_batch,
-            pending=len(self._pending),
-            retries=self._retries,
-            conflicts=self._conflicts,
-            failed=self._failed,
-            heartbeats=self._heartbeats,
+            ops_committed=home.ops_committed,
+            batches=home.batches,
+            largest_batch=home.largest_batch,
+            pending=len(home.pending),
+            retries=home.retries,
+            conflicts=home.conflicts,
+            failed=home.failed,
+            heartbeats=home.heartbeats,
         )
 
-    def _accept(self, ops: tuple[WriteOp, ...], group: _Group | None) -> None:
-        for op in ops:
-            self._seq += 1
-            self._pending.append(_Item(op, group, self._seq))
-
     # -- committing ------------------------------------------------------------------------
+
+    def _start_committer(self) -> None:
+        self._committer_done = anyio.Event()
+        self.start_soon(self._committer)
 
     async def _committer(self) -> None:
         """Commit batch after batch until nothing is pending (a task linked to the tracker)."""
         try:
-            while self._pending:
+            while self._home.pending:
                 await self._commit_next()
                 committed, self._committed = self._committed, None
                 if committed is not None:
                     committed.set()
         except anyio.get_cancelled_exc_class():
-            # Killed, or crashed elsewhere: on_stop will not commit these; settle them here.
-            self._abandon("the run tracker was killed before committing them")
+            self._killed()
             raise
         finally:
             done, self._committer_done = self._committer_done, None
@@ -330,18 +306,15 @@ class RunTracker(Actor[TrackerCommand]):
                 done.set()
 
     async def _commit_next(self) -> None:
-        batch = self._pending[: self._max_batch]
+        pending = self._home.pending
+        batch = pending[: self._max_batch]
         await self._commit(batch)
-        # Only now leave the pending list: a kill mid-commit still sees them as uncommitted.
-        del self._pending[: len(batch)]
-        if self._flushes:
-            done = batch[-1].seq
-            ready = [waiter for seq, waiter in self._flushes if seq <= done]
-            self._flushes = [(seq, waiter) for seq, waiter in self._flushes if seq > done]
-            for waiter in ready:
-                waiter.committed()
+        # Only now leave the pending list: a crash or kill mid-commit still sees them as
+        # uncommitted (the next incarnation commits them again: a replay is a no-op).
+        del pending[: len(batch)]
+        self._home.release_flushes(batch[-1].seq)
 
-    async def _commit(self, items: list[_Item]) -> None:
+    async def _commit(self, items: list[Item]) -> None:
         """Commit ``items`` in one transaction, retrying while the store is unavailable and
         bisecting around operations the store refuses."""
         ops = [item.op for item in items]
@@ -353,7 +326,7 @@ class RunTracker(Actor[TrackerCommand]):
                 # Safe to replay even if the lost answer hid a commit: every op is keyed
                 # by its run or task id, and a replay of the same op is a no-op.
                 attempt += 1
-                self._retries += 1
+                self._home.retries += 1
                 for item in items:
                     if item.group is not None:
                         item.group.waiter.note(exc)
@@ -389,15 +362,16 @@ class RunTracker(Actor[TrackerCommand]):
                 await self._commit(items[middle:])
                 return
             else:
-                self._ops_committed += len(items)
-                self._batches += 1
-                self._largest_batch = max(self._largest_batch, len(items))
+                home = self._home
+                home.ops_committed += len(items)
+                home.batches += 1
+                home.largest_batch = max(home.largest_batch, len(items))
                 for item in items:
                     item.settle()
                 return
 
-    def _fail_all(self, items: list[_Item], error: StoreError) -> None:
-        self._failed += len(items)
+    def _fail_all(self, items: list[Item], error: StoreError) -> None:
+        self._home.failed += len(items)
         _log.error(
             "run_tracker_store_refuses_writes",
             ops=len(items),
@@ -407,8 +381,8 @@ class RunTracker(Actor[TrackerCommand]):
         for item in items:
             item.settle(error)
 
-    def _refuse(self, item: _Item, error: Exception) -> None:
-        self._conflicts += 1
+    def _refuse(self, item: Item, error: Exception) -> None:
+        self._home.conflicts += 1
         has_waiter = item.group is not None
         item.settle(error)
         if not has_waiter:
@@ -432,7 +406,7 @@ class RunTracker(Actor[TrackerCommand]):
                     "run_tracker_heartbeat_failed", executor_id=executor_id, error=str(exc)
                 )
             else:
-                self._heartbeats += 1
+                self._home.heartbeats += 1
 
 
 def run_tracker_actor(
@@ -442,8 +416,10 @@ def run_tracker_actor(
     retry: CommitBackoff | None = None,
     executor_id: str | None = None,
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+    home: RunTrackerHome | None = None,
 ) -> RunTracker:
-    """A new :class:`RunTracker` (a factory for ``spawn`` or a supervisor's child spec).
+    """A new :class:`RunTracker` (a factory for ``spawn`` or a supervisor's child spec:
+    give every incarnation the same ``home`` so that a crash loses nothing accepted).
 
     Raises ``InvalidInput`` for a ``max_batch`` below 1 or a non-positive heartbeat interval.
     """
@@ -453,6 +429,7 @@ def run_tracker_actor(
         retry=retry,
         executor_id=executor_id,
         heartbeat_interval=heartbeat_interval,
+        home=home,
     )
 
 

@@ -306,6 +306,13 @@ class DeferredReply:
         self._forget()
         self._reply.set_exception(error)
 
+    def detach(self) -> None:
+        """Keep this reply past the end of the incarnation that deferred it: it is then
+        not failed with ``ActorDead`` when that incarnation ends. For state kept outside
+        the incarnations (a home), which a later incarnation settles; whoever keeps it
+        must settle it."""
+        self._forget()
+
     def _forget(self) -> None:
         deferred = self._cell.deferred
         if deferred is not None:

@@ -1,15 +1,22 @@
 """Booting: :func:`open_runtime` wires the supervision tree, providers, prices and store.
 
-The tree (``rest_for_one``: a child's restart restarts those started after it)::
+The tree (``one_for_one``: a child restarts alone)::
 
     root
     ├── executor           heartbeat row, bulk lease renewal, reclaim of expired leases
-    ├── run_tracker        group commit of runs and tasks
-    ├── registry           instances by id, prompt id and run id
+    ├── run_tracker        group commit of runs and tasks (pending writes in a home)
+    ├── registry           instances by id, prompt id and run id (indexes in a home)
     ├── prompt_cache       single-flight caches over the store
     ├── action_cache
     ├── scoped_cache       5-minute TTL
     └── instances          dynamic supervisor: one transient child per instance
+
+Why one_for_one: a restarting child's ``ActorRef`` stays valid (messages wait for the next
+incarnation) and what the tracker and the registry must not forget lives in homes outside
+their incarnations, so nobody needs restarting with them. Under ``rest_for_one`` a crash of
+the tracker, the registry or a cache restarted the ``instances`` subtree: every instance
+and its turn were lost, and instances stopping on the way waited (until killed) on the
+tracker, whose next incarnation was started only after they had stopped.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from ..actors import (
     recover,
     run_tracker_actor,
 )
+from ..actors._registry import RegistryHome
+from ..actors._run_tracker_home import RunTrackerHome
 from ..providers import PriceTable, ProviderRegistry, SimulatedProvider
 from ..store import open_store
 from ..supervisors import ChildSpec, DynamicSupervisor, Supervisor, open_supervisor
@@ -128,7 +137,10 @@ async def _open(
                     runs=len(recovery.interrupted_runs),
                 )
         broker_registry = brokers or BrokerRegistry(default=StoreBroker(store))
-        root = _tree(settings, store)
+        tracker_home = RunTrackerHome()
+        root = _tree(settings, store, tracker_home)
+        # Once the tree is down no tracker incarnation will commit what a kill left.
+        stack.callback(tracker_home.abandon, "the runtime stopped before committing them")
         try:
             async with open_supervisor(root):
                 engine = EngineContext(
@@ -156,7 +168,7 @@ async def _open(
             raise RuntimeFailed(f"the runtime's supervision tree gave up: {exc}") from exc
 
 
-def _tree(settings: RuntimeSettings, store: Store) -> Supervisor:
+def _tree(settings: RuntimeSettings, store: Store, tracker_home: RunTrackerHome) -> Supervisor:
     leases = ExecutorLeases(
         lease_seconds=settings.lease_seconds,
         heartbeat_interval=settings.heartbeat_interval,
@@ -165,12 +177,17 @@ def _tree(settings: RuntimeSettings, store: Store) -> Supervisor:
         recovery_attempts=settings.recovery_attempts,
         group=settings.group,
     )
+    registry_home = RegistryHome()
     return Supervisor(
         [
             # First, so it stops last: the leases are renewed until every run has ended.
             ChildSpec("executor", lambda: ExecutorActor(store, settings.executor_id, leases)),
-            ChildSpec("run_tracker", lambda: run_tracker_actor(store), shutdown=30.0),
-            ChildSpec("registry", instance_registry_actor),
+            ChildSpec(
+                "run_tracker",
+                lambda: run_tracker_actor(store, home=tracker_home),
+                shutdown=30.0,
+            ),
+            ChildSpec("registry", lambda: instance_registry_actor(registry_home)),
             ChildSpec("prompt_cache", lambda: PromptCache(store)),
             ChildSpec("action_cache", lambda: ActionCache(store)),
             ChildSpec("scoped_cache", lambda: ScopedVariablesCache(store, ttl=settings.scoped_ttl)),
@@ -185,7 +202,7 @@ def _tree(settings: RuntimeSettings, store: Store) -> Supervisor:
                 shutdown=None,
             ),
         ],
-        strategy="rest_for_one",
+        strategy="one_for_one",
         max_restarts=5,
         period=10.0,
         name="root",
