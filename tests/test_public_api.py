@@ -90,6 +90,7 @@ EXPECTED: dict[str, set[str]] = {
     "promptactors.actors": {
         "ActionCache",
         "ActionCacheClient",
+        "Admission",
         "BatchBroker",
         "Broker",
         "BrokerContext",

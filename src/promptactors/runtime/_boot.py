@@ -28,6 +28,7 @@ from .._exceptions import (
 from .._settings import RuntimeSettings
 from ..actors import (
     ActionCache,
+    Admission,
     BrokerRegistry,
     EngineContext,
     InstanceRegistryClient,
@@ -137,6 +138,7 @@ async def _open(
                         max_attempts=settings.max_attempts, backoff=settings.retry_backoff
                     ),
                     journal=settings.journal,
+                    admission=Admission(settings.max_active_turns),
                 )
                 if clock is not None:
                     engine.clock = clock
