@@ -117,7 +117,9 @@ async def run_load(
     The prompt is ``prompt_id`` from the store (through the single-flight cache) or the
     inline ``prompt`` (default: a demo prompt). ``progress(started, done, failed)`` is
     called as turns finish; ``monitor`` is updated as they start, stream and finish, and
-    its ``stop()`` ends the load early with a partial report. Errors are counted by kind,
+    its ``stop()`` ends the load early with a partial report. Stopped or cancelled, it
+    first stops the instances whose turns are in flight (their turns cancelled, partial
+    output kept, no run or task row left ``running``). Errors are counted by kind,
     never raised (a load run reports). Raises ``InvalidInput`` for a non-positive count or
     rate, or an unknown SLO.
     """
@@ -150,6 +152,7 @@ async def run_load(
         n_gaps, gap_sum, gap_max = 0, 0.0, 0.0
         my_gaps = array("d")
         sample: TurnSample | None = None
+        cancelled = False
         try:
             handle: InstanceHandle = await runtime.start_instance(
                 prompt_id,
@@ -176,9 +179,15 @@ async def run_load(
                         attempt, last = chunk.attempt, now
                     result = await turn.result()
                 ended = clock()
+            except anyio.get_cancelled_exc_class():
+                cancelled = True
+                raise
             finally:
-                if stop_after:
-                    await handle.stop()
+                if stop_after or cancelled:
+                    # Shielded: a stopped load still ends this instance's turn (cancelled,
+                    # its partial output kept and its rows closed) before it returns.
+                    with anyio.CancelScope(shield=True):
+                        await handle.stop()
         except Exception as exc:  # a load run counts failures by kind instead of raising
             live.errors += 1
             at = clock()

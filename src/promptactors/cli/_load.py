@@ -152,7 +152,9 @@ def load(
                     slo=slos,
                     monitor=monitor,
                 )
-                tg.cancel_scope.cancel()  # the live view and the Ctrl-C watcher
+            # Only once the runtime has shut down gracefully (turns ended, rows closed):
+            # cancelling inside its block would cut that shutdown short.
+            tg.cancel_scope.cancel()  # the live view and the Ctrl-C watcher
         return report
 
     report = run_async(main)
