@@ -94,6 +94,8 @@ class RuntimeSettings(BaseSettings):
         description="seconds a caller without its own timeout waits for a turn, counted "
         "from the turn's admission (queue time under overload does not count)",
     )
+    # 1,000: past it the CPU bounds throughput (measured, see the README), and that many
+    # turns writing at once fit the run tracker's mailbox.
     max_active_turns: int = Field(
         1000,
         ge=1,
