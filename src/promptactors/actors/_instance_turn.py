@@ -231,6 +231,8 @@ class TurnRunner(Actor[InstanceCommand]):
                 self._signal(turn, TurnSignal.BACKOFF_OVER)
                 turn.rows = False
                 self._notify()
+            if not self._current(turn, gen):
+                return  # ended before this task ran (a stop, an interrupt)
             admission = self.engine.admission
             if admission is not None and not admission.try_acquire():
                 await admission.acquire()  # queued in phase starting (cancellable)
