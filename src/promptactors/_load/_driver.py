@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 
 __all__ = ["DEMO_PROMPT", "LoadMonitor", "run_load"]
 
+#: Instances a stopped load stops at once, besides those streaming (at most the runtime's
+#: ``max_active_turns``): enough to stop 100,000 in seconds, few enough for each stop to
+#: finish well within the instance's shutdown timeout.
+_STOP_CONCURRENCY = 500
+
 DEMO_PROMPT = PromptDefinition(
     id="demo",
     name="Demo",
@@ -140,6 +145,7 @@ async def run_load(
     settings_read = prompt is not None
     clock = time.perf_counter
     began = clock()
+    stopping = anyio.CapacityLimiter(_STOP_CONCURRENCY)
 
     async def one(index: int) -> None:
         nonlocal retried, cost, settings_read
@@ -187,7 +193,14 @@ async def run_load(
                     # Shielded: a stopped load still ends this instance's turn (cancelled,
                     # its partial output kept and its rows closed) before it returns.
                     with anyio.CancelScope(shield=True):
-                        await handle.stop()
+                        if cancelled and first is None:
+                            # Not streaming yet (most of them queued for admission): stop
+                            # in waves; all at once, stops would outlast their shutdown
+                            # timeout and be killed, leaving rows running.
+                            async with stopping:
+                                await handle.stop()
+                        else:
+                            await handle.stop()
         except Exception as exc:  # a load run counts failures by kind instead of raising
             live.errors += 1
             at = clock()
