@@ -97,6 +97,7 @@ EXPECTED: dict[str, set[str]] = {
     "promptactors.actors": {
         "ActionCache",
         "ActionCacheClient",
+        "Admission",
         "BatchBroker",
         "Broker",
         "BrokerContext",

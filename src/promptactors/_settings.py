@@ -88,7 +88,20 @@ class RuntimeSettings(BaseSettings):
 
     executor_id: str = Field(default_factory=lambda: f"executor-{uuid.uuid4().hex[:12]}")
     max_instances: int | None = Field(None, ge=1)
-    turn_timeout: float = Field(600.0, gt=0)
+    turn_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="seconds a caller without its own timeout waits for a turn, counted "
+        "from the turn's admission (queue time under overload does not count)",
+    )
+    # 1,000: past it the CPU bounds throughput (measured, see the README), and that many
+    # turns writing at once fit the run tracker's mailbox.
+    max_active_turns: int = Field(
+        1000,
+        ge=1,
+        description="turn attempts streaming or committing at once across the runtime; "
+        "more are accepted and queued first come first served (admission control)",
+    )
     max_attempts: int = Field(3, ge=1, le=20)
     retry_backoff: float = Field(0.25, ge=0.0)
     turn_rows_timeout: float = Field(

@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 
 __all__ = ["DEMO_PROMPT", "LoadMonitor", "build_report", "run_load"]
 
+#: Instances a stopped load stops at once, besides those streaming (at most the runtime's
+#: ``max_active_turns``): enough to stop 100,000 in seconds, few enough for each stop to
+#: finish well within the instance's shutdown timeout.
+_STOP_CONCURRENCY = 500
+
 DEMO_PROMPT = PromptDefinition(
     id="demo",
     name="Demo",
@@ -122,7 +127,9 @@ async def run_load(
     The prompt is ``prompt_id`` from the store (through the single-flight cache) or the
     inline ``prompt`` (default: a demo prompt). ``progress(started, done, failed)`` is
     called as turns finish; ``monitor`` is updated as they start, stream and finish, and
-    its ``stop()`` ends the load early with a partial report. Errors are counted by kind,
+    its ``stop()`` ends the load early with a partial report. Stopped or cancelled, it
+    first stops the instances whose turns are in flight (their turns cancelled, partial
+    output kept, no run or task row left ``running``). Errors are counted by kind,
     never raised (a load run reports). Raises ``InvalidInput`` for a non-positive count or
     rate, or an unknown SLO.
     """
@@ -143,6 +150,7 @@ async def run_load(
     settings_read = prompt is not None
     clock = time.perf_counter
     began = clock()
+    stopping = anyio.CapacityLimiter(_STOP_CONCURRENCY)
 
     async def one(index: int) -> None:
         nonlocal retried, cost, settings_read
@@ -155,6 +163,7 @@ async def run_load(
         n_gaps, gap_sum, gap_max = 0, 0.0, 0.0
         my_gaps = array("d")
         sample: TurnSample | None = None
+        cancelled = False
         try:
             handle: InstanceHandle = await runtime.start_instance(
                 prompt_id,
@@ -181,9 +190,22 @@ async def run_load(
                         attempt, last = chunk.attempt, now
                     result = await turn.result()
                 ended = clock()
+            except anyio.get_cancelled_exc_class():
+                cancelled = True
+                raise
             finally:
-                if stop_after:
-                    await handle.stop()
+                if stop_after or cancelled:
+                    # Shielded: a stopped load still ends this instance's turn (cancelled,
+                    # its partial output kept and its rows closed) before it returns.
+                    with anyio.CancelScope(shield=True):
+                        if cancelled and first is None:
+                            # Not streaming yet (most of them queued for admission): stop
+                            # in waves; all at once, stops would outlast their shutdown
+                            # timeout and be killed, leaving rows running.
+                            async with stopping:
+                                await handle.stop()
+                        else:
+                            await handle.stop()
         except Exception as exc:  # a load run counts failures by kind instead of raising
             live.errors += 1
             at = clock()

@@ -8,6 +8,7 @@ crash recovery (:func:`recover`). The generic kernel they run on is
 :mod:`promptactors.kernel`.
 """
 
+from ._admission import Admission as Admission
 from ._brokers import BatchBroker as BatchBroker
 from ._brokers import Broker as Broker
 from ._brokers import BrokerContext as BrokerContext
@@ -51,6 +52,7 @@ from ._turns import TurnTicket as TurnTicket
 __all__ = [
     "ActionCache",
     "ActionCacheClient",
+    "Admission",
     "BatchBroker",
     "Broker",
     "BrokerContext",

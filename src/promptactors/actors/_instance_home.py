@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..providers import PriceTable, Provider
     from ..state import InstanceState
     from ..store import WriteOp
+    from ._admission import Admission
     from ._ownership import RunClaim
     from ._turns import ActiveTurn, Subscription, TurnTicket
 
@@ -89,6 +90,8 @@ class EngineContext:
     clock: Callable[[], float] = time.time
     utcnow: Callable[[], datetime] = lambda: datetime.now(UTC)
     journal: bool = True
+    admission: Admission | None = None
+    """Bounds the turn attempts streaming or committing at once (``max_active_turns``)."""
     row_timeout: float = 30.0
     """Seconds a turn waits for its run and task rows to commit before it fails cleanly
     (and a failed or cancelled turn for its rows before its caller hears; they stay queued).

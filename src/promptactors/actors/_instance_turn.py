@@ -215,7 +215,11 @@ class TurnRunner(Actor[InstanceCommand]):
     # -- attempts --------------------------------------------------------------------------
 
     async def _drive(self, turn: ActiveTurn, delay: float) -> None:
-        """One attempt of ``turn`` (after its backoff), in a task linked to the actor."""
+        """One attempt of ``turn`` (after its backoff), in a task linked to the actor.
+
+        With admission control the attempt first waits for a slot (FIFO); the slot is
+        given back however the attempt ends: answered, failed, retried, cancelled (the
+        scope), or the instance crashed (linked tasks are cancelled)."""
         gen = turn.gen
         with anyio.CancelScope() as scope:
             turn.scope = scope
@@ -227,7 +231,18 @@ class TurnRunner(Actor[InstanceCommand]):
                 self._signal(turn, TurnSignal.BACKOFF_OVER)
                 turn.rows = False
                 self._notify()
-            await self._attempt(turn, gen)
+            if not self._current(turn, gen):
+                return  # ended before this task ran (a stop, an interrupt)
+            admission = self.engine.admission
+            if admission is not None and not admission.try_acquire():
+                await admission.acquire()  # queued in phase starting (cancellable)
+            try:
+                if self._current(turn, gen):
+                    turn.ticket.admit()
+                    await self._attempt(turn, gen)
+            finally:
+                if admission is not None:
+                    admission.release()
 
     async def _attempt(self, turn: ActiveTurn, gen: int) -> None:
         engine = self.engine

@@ -39,11 +39,15 @@ class TurnTicket:
 
     Any number of tasks may wait on it; each waits on a one-shot reply whose timeout is
     kept by the kernel's shared deadline service (no cancel scope per wait).
+    ``admitted`` turns True when the turn's first attempt gets past admission control
+    (``max_active_turns``); until then the turn is queued.
     """
 
     __slots__ = (
+        "_admission_waiters",
         "_done",
         "_waiters",
+        "admitted",
         "attempts",
         "error",
         "first_task_id",
@@ -59,6 +63,8 @@ class TurnTicket:
         self.error: BaseException | None = None
         self._done = False
         self._waiters: list[Reply] = []
+        self.admitted = False
+        self._admission_waiters: list[Reply] | None = None
 
     @property
     def done(self) -> bool:
@@ -74,11 +80,37 @@ class TurnTicket:
             self.error = error
             self._settle()
 
+    def admit(self) -> None:
+        """The turn got past admission control: wake :meth:`wait_admitted` (idempotent)."""
+        if not self.admitted:
+            self.admitted = True
+            self._wake_admission()
+
+    def _wake_admission(self) -> None:
+        waiters, self._admission_waiters = self._admission_waiters, None
+        for waiter in waiters or ():
+            waiter.set_result(None)
+
     def _settle(self) -> None:
         self._done = True
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.set_result(None)
+        self._wake_admission()
+
+    async def wait_admitted(self) -> None:
+        """Wait (without limit; cancellable) until the turn is admitted or has ended."""
+        if self.admitted or self._done:
+            return
+        reply = reply_slot()
+        if self._admission_waiters is None:
+            self._admission_waiters = []
+        self._admission_waiters.append(reply)
+        try:
+            await reply.wait()
+        finally:
+            if self._admission_waiters is not None and reply in self._admission_waiters:
+                self._admission_waiters.remove(reply)
 
     async def wait(self, timeout: float | None = None) -> TurnResult:
         """The result; raises the turn's error, or ``AskTimeout`` (a ``TimeoutError``)

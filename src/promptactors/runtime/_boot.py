@@ -36,6 +36,7 @@ from .._exceptions import (
 from .._settings import RuntimeSettings
 from ..actors import (
     ActionCache,
+    Admission,
     BrokerRegistry,
     EngineContext,
     ExecutorActor,
@@ -158,6 +159,7 @@ async def _open(
                     ),
                     journal=settings.journal,
                     row_timeout=settings.turn_rows_timeout,
+                    admission=Admission(settings.max_active_turns),
                 )
                 if clock is not None:
                     engine.clock = clock

@@ -51,10 +51,13 @@ class TurnStream:
     Made by :meth:`InstanceHandle.stream`; iteration raises the turn's error if it failed.
     """
 
-    def __init__(self, subscription: Subscription, ticket: TurnTicket, timeout: float) -> None:
+    def __init__(
+        self, subscription: Subscription, ticket: TurnTicket, timeout: float | None, default: float
+    ) -> None:
         self._subscription = subscription
         self._ticket = ticket
         self._timeout = timeout
+        self._default = default
 
     def __aiter__(self) -> Subscription:
         return self._subscription
@@ -64,8 +67,8 @@ class TurnStream:
         return self._ticket.first_task_id
 
     async def result(self) -> TurnResult:
-        """The completed turn (waits for it)."""
-        return await self._ticket.wait(self._timeout)
+        """The completed turn (waits for it, as :meth:`InstanceHandle.execute`)."""
+        return await _outcome(self._ticket, self._timeout, self._default)
 
 
 class InstanceHandle:
@@ -102,11 +105,16 @@ class InstanceHandle:
         every missing one), ``ChatNotAllowed``, ``TurnInProgress`` while a turn runs (per
         the instance's ``on_busy``), ``ProviderError`` / ``AttemptsExhausted`` when the turn
         fails for good, ``TurnCancelled`` when it is stopped or interrupted, and
-        ``TimeoutError`` after ``timeout`` (default: the runtime's ``turn_timeout``; the
-        turn goes on: ``await (await inst.current_turn()).wait()`` gives its outcome).
+        ``TimeoutError`` after ``timeout`` seconds (the turn goes on:
+        ``await (await inst.current_turn()).wait()`` gives its outcome).
+
+        Under overload a turn is queued (admission control, ``max_active_turns``) before
+        it streams. A ``timeout`` given here bounds the whole wait, queue time included;
+        without one, the runtime's ``turn_timeout`` counts from the turn's admission, so
+        queueing alone never times a turn out.
         """
         ticket = await self.start_turn(user_input)
-        return await ticket.wait(timeout or self._settings.turn_timeout)
+        return await _outcome(ticket, timeout, self._settings.turn_timeout)
 
     async def start_turn(self, user_input: str | None = None) -> TurnTicket:
         """Start a turn and return at once; ``await ticket.wait()`` gives its result."""
@@ -140,7 +148,7 @@ class InstanceHandle:
             ticket: TurnTicket = await self._ref.ask(Execute(user_input))
             if subscription.ticket is not ticket:
                 subscription.attach(ticket)
-            yield TurnStream(subscription, ticket, timeout or self._settings.turn_timeout)
+            yield TurnStream(subscription, ticket, timeout, self._settings.turn_timeout)
         finally:
             subscription.close()
 
@@ -254,3 +262,12 @@ class InstanceHandle:
 
     async def model_config(self) -> dict[str, Any]:
         return await self.select(selectors.model_config)
+
+
+async def _outcome(ticket: TurnTicket, timeout: float | None, default: float) -> TurnResult:
+    """The turn's result within the caller's ``timeout``, else within ``default`` seconds
+    of its admission (queue time does not count against the runtime's own bound)."""
+    if timeout is None:
+        await ticket.wait_admitted()
+        timeout = default
+    return await ticket.wait(timeout)
