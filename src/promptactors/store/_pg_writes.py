@@ -39,10 +39,11 @@ async def apply_batch(conn: Any, batch: Plan, fences: Fenced) -> None:
 
     Raises ``StaleFence`` listing every operation whose fence is not its run's.
     """
+    counted: set[str] = set()
     if batch.create_runs:
-        await _create_runs(conn, batch.create_runs)
+        counted = await _create_runs(conn, batch.create_runs, batch.create_tasks)
     if batch.create_tasks:
-        await _create_tasks(conn, batch.create_tasks)
+        await _create_tasks(conn, batch.create_tasks, counted)
     if fences.by_run or fences.by_task:
         await _check_fences(conn, fences)
     if batch.rest:
@@ -52,41 +53,53 @@ async def apply_batch(conn: Any, batch: Plan, fences: Fenced) -> None:
 # Batches are set-based: one statement per kind of operation, its rows passed as arrays
 # (JSON as text, cast in SQL). Measured here, one executemany row costs 30-90 us of server
 # time, an unnested row a few us.
+# A run created by the batch is inserted with the count of the batch's tasks for it (they
+# are all inserted after it, or the batch fails), which saves updating it again.
 _CREATE_RUNS: Final = """
 INSERT INTO ai_runs (id, prompt_id, prompt_source, instance_id, name, messages, variables,
                      settings, message_count, executor_id, heartbeat_at, owner_id, fence,
-                     lease_expires_at)
+                     lease_expires_at, task_count)
 SELECT id, prompt_id, prompt_source, instance_id, name, messages::jsonb, variables::jsonb,
        settings::jsonb, message_count, executor_id, now(), owner_id,
        CASE WHEN owner_id IS NULL THEN 0 ELSE 1 END,
-       now() + lease * interval '1 second'
+       now() + lease * interval '1 second', task_count
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::integer[], $10::text[], $11::text[], $12::float8[])
+            $8::text[], $9::integer[], $10::text[], $11::text[], $12::float8[], $13::integer[])
      WITH ORDINALITY AS d(id, prompt_id, prompt_source, instance_id, name, messages, variables,
-                          settings, message_count, executor_id, owner_id, lease, ord)
+                          settings, message_count, executor_id, owner_id, lease, task_count,
+                          ord)
 ORDER BY ord
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
+# Nothing is inserted when a run is missing: the statement returns the missing runs
+# (flagged true) instead. Runs the batch created ($8) already counted their tasks.
 _CREATE_TASKS: Final = """
-WITH inserted AS (
+WITH d AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::text[],
+                         $6::text[], $7::text[])
+         WITH ORDINALITY AS u(id, run_id, instance_id, attempt, provider, model, request, ord)
+), missing AS (
+    SELECT DISTINCT run_id FROM d
+    WHERE run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ai_runs r WHERE r.id = d.run_id)
+), inserted AS (
     INSERT INTO ai_tasks (id, run_id, instance_id, attempt, provider, model, request)
     SELECT id, run_id, instance_id, attempt, provider, model, request::jsonb
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::text[], $6::text[],
-                $7::text[])
-         WITH ORDINALITY AS d(id, run_id, instance_id, attempt, provider, model, request, ord)
+    FROM d WHERE NOT EXISTS (SELECT 1 FROM missing)
     ORDER BY ord
     ON CONFLICT (id) DO NOTHING
     RETURNING id, run_id
 ), counts AS (
-    SELECT run_id, count(*) AS n FROM inserted WHERE run_id IS NOT NULL GROUP BY run_id
+    SELECT run_id, count(*) AS n FROM inserted
+    WHERE run_id IS NOT NULL AND run_id <> ALL($8::text[])
+    GROUP BY run_id
 ), counted AS (
     UPDATE ai_runs r SET task_count = r.task_count + counts.n, version = r.version + 1,
         updated_at = now()
     FROM counts WHERE r.id = counts.run_id
     RETURNING 1
 )
-SELECT id FROM inserted
+SELECT id, false FROM inserted UNION ALL SELECT run_id, true FROM missing
 """
 # The first operation per task applies (later ones are replays, checked afterwards); a run
 # gets the summed usage of its finished tasks and the last messages and status given.
@@ -154,16 +167,21 @@ WHERE id = $1
 """
 
 # Updates of distinct runs (the common case: each instance ends its own run) in one
-# statement; measured here ~10x faster than the executemany above for a batch of 500.
+# statement; measured here ~10x faster than the executemany above for a batch of 500. It
+# returns the runs it found: a missing one is RunNotFound.
 _UPDATE_RUNS: Final = """
 UPDATE ai_runs r SET status = coalesce(d.status, r.status), error = coalesce(d.error, r.error),
     name = coalesce(d.name, r.name), messages = coalesce(d.messages::jsonb, r.messages),
     message_count = coalesce(d.message_count, r.message_count),
     variables = coalesce(d.variables::jsonb, r.variables), version = r.version + 1,
-    updated_at = now()
+    updated_at = now(),
+    owner_id = CASE WHEN d.release THEN NULL ELSE r.owner_id END,
+    lease_expires_at = CASE WHEN d.release THEN NULL ELSE r.lease_expires_at END
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::integer[],
-            $7::text[]) AS d(id, status, error, name, messages, message_count, variables)
+            $7::text[], $8::boolean[])
+     AS d(id, status, error, name, messages, message_count, variables, release)
 WHERE r.id = d.id
+RETURNING r.id
 """
 
 
@@ -261,7 +279,12 @@ def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def _create_runs(conn: Any, ops: list[CreateRun]) -> None:
+async def _create_runs(conn: Any, ops: list[CreateRun], tasks: list[CreateTask]) -> set[str]:
+    """Insert the new runs, each with the count of ``tasks`` for it; return their ids."""
+    task_ids: dict[str, set[str]] = {}
+    for task in tasks:
+        if task.run_id is not None:
+            task_ids.setdefault(task.run_id, set()).add(task.task_id)
     rows = [
         (
             op.run_id,
@@ -276,13 +299,14 @@ async def _create_runs(conn: Any, ops: list[CreateRun]) -> None:
             op.executor_id,
             op.owner_id,
             op.lease_seconds,
+            len(task_ids.get(op.run_id, ())),
         )
         for op in ops
     ]
     applied = {r[0] for r in await conn.fetch(_CREATE_RUNS, *_columns(rows))}
     check = [ops[i] for i in _unsettled([op.run_id for op in ops], applied)]
     if not check:
-        return
+        return applied
     stored = {
         r[0]: (r[1], r[2], r[3])
         for r in await conn.fetch(
@@ -294,22 +318,12 @@ async def _create_runs(conn: Any, ops: list[CreateRun]) -> None:
     for op in check:
         if stored[op.run_id] != op.identity():
             raise StoreConflict(f"run {op.run_id!r} already exists with another prompt or instance")
+    return applied
 
 
-async def _create_tasks(conn: Any, ops: list[CreateTask]) -> None:
-    run_ids = list({op.run_id for op in ops if op.run_id is not None})
-    if run_ids:
-        missing = {
-            r[0]
-            for r in await conn.fetch(
-                "SELECT x FROM unnest($1::text[]) AS x"
-                " WHERE NOT EXISTS (SELECT 1 FROM ai_runs WHERE id = x)",
-                run_ids,
-            )
-        }
-        for op in ops:
-            if op.run_id is not None and op.run_id in missing:
-                raise RunNotFound(op.run_id, f"run {op.run_id!r} of task {op.task_id!r} not found")
+async def _create_tasks(conn: Any, ops: list[CreateTask], counted: set[str]) -> None:
+    """Insert the new tasks, counting them on runs not in ``counted`` (created with their
+    count by this batch)."""
     rows = [
         (
             op.task_id,
@@ -322,7 +336,12 @@ async def _create_tasks(conn: Any, ops: list[CreateTask]) -> None:
         )
         for op in ops
     ]
-    applied = {r[0] for r in await conn.fetch(_CREATE_TASKS, *_columns(rows))}
+    fetched = await conn.fetch(_CREATE_TASKS, *_columns(rows), list(counted))
+    missing = {r[0] for r in fetched if r[1]}
+    for op in ops:
+        if op.run_id is not None and op.run_id in missing:
+            raise RunNotFound(op.run_id, f"run {op.run_id!r} of task {op.task_id!r} not found")
+    applied = {r[0] for r in fetched}
     check = [ops[i] for i in _unsettled([op.task_id for op in ops], applied)]
     if not check:
         return
@@ -388,6 +407,7 @@ def _update_row(op: UpdateRun) -> tuple[Any, ...]:
         None if messages is None else dumps(messages),
         None if messages is None else len(messages),
         None if op.variables is None else dumps(dict(op.variables)),
+        op.release,
     )
 
 
@@ -396,8 +416,9 @@ _SQL: Final = {FailTask: _FAIL_TASK, InterruptTask: _INTERRUPT_TASK, UpdateRun: 
 
 
 async def _rest(conn: Any, ops: list[FinishTurn | FailTask | InterruptTask | UpdateRun]) -> None:
+    rounds = await _rounds(conn, ops)
     run_ids = list({op.run_id for op in ops if isinstance(op, UpdateRun)})
-    if run_ids:
+    if run_ids and not all(_bulk_updates(round_) for round_ in rounds):
         found = {
             r[0]
             for r in await conn.fetch("SELECT id FROM ai_runs WHERE id = ANY($1::text[])", run_ids)
@@ -405,8 +426,15 @@ async def _rest(conn: Any, ops: list[FinishTurn | FailTask | InterruptTask | Upd
         missing = [run_id for run_id in run_ids if run_id not in found]
         if missing:
             raise RunNotFound(missing[0])
-    for round_ in await _rounds(conn, ops):
+    for round_ in rounds:
         await _rest_round(conn, round_)
+
+
+def _bulk_updates(ops: list[FinishTurn | FailTask | InterruptTask | UpdateRun]) -> bool:
+    """Whether the run updates of a round, if any, go through ``_UPDATE_RUNS`` (which
+    finds missing runs itself): more than one, of distinct runs."""
+    updates = [op.run_id for op in ops if isinstance(op, UpdateRun)]
+    return not updates or len(set(updates)) == len(updates) > 1
 
 
 async def _rounds(
@@ -458,7 +486,11 @@ async def _rest_round(
         others = [op for op in group if not isinstance(op, FinishTurn)]
         updates = [op for op in others if isinstance(op, UpdateRun)]
         if len(updates) > 1 and len({op.run_id for op in updates}) == len(updates):
-            await conn.execute(_UPDATE_RUNS, *_columns([_update_row(op) for op in updates]))
+            rows = [_update_row(op) for op in updates]
+            found = {r[0] for r in await conn.fetch(_UPDATE_RUNS, *_columns(rows))}
+            missing = [op.run_id for op in updates if op.run_id not in found]
+            if missing:
+                raise RunNotFound(missing[0])
         else:
             await conn.executemany(_SQL[kind], [_args(op) for op in others])
             check.extend(op for op in others if not isinstance(op, UpdateRun))
