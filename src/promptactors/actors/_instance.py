@@ -28,6 +28,7 @@ from .._exceptions import (
     ActorError,
     AttemptsExhausted,
     InvalidInput,
+    StaleFence,
     TurnCancelled,
     TurnInProgress,
 )
@@ -145,7 +146,7 @@ class InstanceActor(TurnRunner):
             await registry.announce(
                 state.instance_id, state.core.prompt.id, self.ref, state.core.run.run_id
             )
-        if home.crashes == 0 and home.spec.execution_config.auto_run:
+        if home.crashes == 0 and home.spec.execution_config.auto_run and home.fenced is None:
             await self._start_turn(None)
 
     async def on_stop(self) -> None:
@@ -228,6 +229,9 @@ class InstanceActor(TurnRunner):
         ``interrupted`` when its last turn was cancelled (the error says why). Recovery
         only handles runs whose process died."""
         outbox = self.home.outbox
+        if self.home.fenced is not None:  # the run is another executor's now: hands off
+            outbox.clear()
+            return
         ops = list(outbox)  # one hand-over with the status: no second wait on the tracker
         kept = len(ops)
         core = self.state.core
@@ -245,7 +249,7 @@ class InstanceActor(TurnRunner):
             await self._persist_quietly(*ops)
         del outbox[:kept]
         claim = self.home.claim
-        if claim is not None:  # after the run's last write: the next owner sees it
+        if claim is not None and self.home.fenced is None:  # after the run's last write
             await claim.release()
 
     async def _flush_outbox(self) -> None:
@@ -343,6 +347,8 @@ class InstanceActor(TurnRunner):
     async def _start_turn(self, user_input: str | None) -> TurnTicket:
         home = self.home
         state = self.state
+        if home.fenced is not None:
+            raise StaleFence(home.fenced.stale, str(home.fenced))
         if home.stopping:
             raise TurnInProgress(f"instance {state.instance_id!r} is stopping")
         turn = home.turn
