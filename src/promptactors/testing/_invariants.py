@@ -133,8 +133,7 @@ def _check_claim(
         assert run is not None
         tally.add(
             "one_winner_per_claim",
-            f"{won}, {race.failed} failed otherwise, and it is still claimed by "
-            f"{run.owner_id!r}",
+            f"{won}, {race.failed} failed otherwise, and it is still claimed by {run.owner_id!r}",
         )
 
 
