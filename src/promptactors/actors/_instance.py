@@ -29,6 +29,7 @@ from .._exceptions import (
     AttemptsExhausted,
     InvalidInput,
     StaleFence,
+    StoreError,
     TurnCancelled,
     TurnInProgress,
 )
@@ -79,6 +80,10 @@ __all__ = ["InstanceActor"]
 
 _log = structlog.get_logger("promptactors.instance")
 _TURN = frozenset({ExecutionStatus.EXECUTING, ExecutionStatus.STREAMING})
+
+
+def _uncommitted(reason: str) -> AttemptsExhausted:
+    return AttemptsExhausted(f"the answer of the turn could not be committed: {reason}")
 
 
 # -- the actor ---------------------------------------------------------------------------
@@ -194,7 +199,15 @@ class InstanceActor(TurnRunner):
             phase = turn.life.phase
             if phase is TurnPhase.COMMITTING:
                 assert turn.commit is not None  # its commit task died: replay it (idempotent)
-                await self._finish_commit(turn, self.state.core.run.run_id, "provider")
+                try:
+                    await self._finish_commit(turn, self.state.core.run.run_id, "provider")
+                except (ActorError, StoreError) as exc:  # the tracker is gone or failing
+                    _log.warning(
+                        "turn_commit_lost", instance_id=self.state.instance_id, error=str(exc)
+                    )
+                finally:
+                    if not turn.life.done and self._refuse(turn, _uncommitted(reason)):
+                        turn.ticket.fail(_uncommitted(reason))
             elif why == "gave_up" and phase is not TurnPhase.STOPPING:
                 await self._fail_for_good(turn, reason)
             else:

@@ -23,9 +23,11 @@ from .._exceptions import (
     ConfigurationError,
     NotFound,
     ProviderError,
+    SchemaError,
     StaleFence,
     StoreConflict,
     StoreError,
+    StoreNotWritable,
     StreamTruncated,
     TurnCancelled,
 )
@@ -505,22 +507,23 @@ class TurnRunner(Actor[InstanceCommand]):
         """Commit the answer (again, after a crash: it is idempotent) and answer."""
         assert turn.commit is not None
         completed, finish = turn.commit
-        try:
-            if finish is not None:
+        if finish is not None:
+            try:
                 # No timeout: the tracker retries while the store is down, and the turn
-                # is answered when its answer is committed.
+                # is answered when its answer is committed. Cancelled with its incarnation
+                # (or the tracker gone), the turn stays committing: the next incarnation,
+                # or the close after the last one, replays the commit.
                 await self._persist(finish, timeout=None)
-        except StaleFence:
-            return  # fenced out: the turn ended failed with it, and the instance stops
-        except (StoreConflict, NotFound) as exc:
-            # Refused for good: the answer is not in the run, so the turn is not answered.
-            if turn.life.phase is TurnPhase.COMMITTING and self._refuse(turn, exc):
-                await self._write_outcome(turn, [], exc)
-                self._start_next()
-            return
-        finally:
-            if turn.life.phase is TurnPhase.COMMITTING:
-                self._answer(turn, completed, run_id, source, saved=finish is not None)
+            except StaleFence:
+                return  # fenced out: the turn ended failed with it, and the instance stops
+            except (StoreConflict, NotFound, StoreNotWritable, SchemaError) as exc:
+                # Refused for good: the answer is not in the run: the turn is not answered.
+                if turn.life.phase is TurnPhase.COMMITTING and self._refuse(turn, exc):
+                    await self._write_outcome(turn, [], exc)
+                    self._start_next()
+                return
+        if turn.life.phase is TurnPhase.COMMITTING:
+            self._answer(turn, completed, run_id, source, saved=finish is not None)
 
     def _answer(
         self, turn: ActiveTurn, completed: Any, run_id: str | None, source: str, *, saved: bool
