@@ -7,7 +7,6 @@ leases (``benchmarks/scale.py`` measures the same scenario for ``bench scale``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import structlog
 
 from promptactors import InstanceHandle, RuntimeSettings, open_runtime
-from promptactors._exceptions import PromptActorsError
+from promptactors._exceptions import PromptActorsError, StaleFence
 from promptactors.cli._bench import load_benchmark
 from promptactors.store import open_store
 from promptactors.testing import Pause, ScriptedProvider
@@ -44,10 +43,7 @@ def test_a_killed_runtime_is_taken_over_without_double_owners_or_lost_turns(
 @pytest.mark.trio
 async def test_a_paused_runtime_cannot_write_over_its_successor(tmp_path: Path) -> None:
     """A run taken over while its turn streams: the old owner's answer is refused (stale
-    fence) and never lands in the run.
-
-    What the caller of that turn then sees is the instance's business (see the note on
-    ``FencedPersistence``): here only the database's truth is checked.
+    fence) and never lands in the run; the caller hears ``StaleFence`` (fenced out).
     """
     url = f"sqlite:///{tmp_path / 'p.db'}"
     provider = ScriptedProvider([["Hel", Pause(0.6), "lo"]] * 5)
@@ -58,8 +54,9 @@ async def test_a_paused_runtime_cannot_write_over_its_successor(tmp_path: Path) 
         with anyio.fail_after(20), structlog.testing.capture_logs() as logs:
             prompt = {"id": "p", "messages": [{"role": "user", "content": "hi"}]}
             inst = await rt.start_instance(prompt=prompt)
+            errors: list[BaseException] = []
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_execute, inst)
+                tg.start_soon(_execute, inst, errors)
                 await anyio.sleep(0.3)  # the task row is committed; the answer streams
                 (run,) = await store.list_runs()
                 # As if this process had paused past its lease: another executor reclaims.
@@ -72,9 +69,12 @@ async def test_a_paused_runtime_cannot_write_over_its_successor(tmp_path: Path) 
             run = await store.get_run(run.id)
             assert (run.owner_id, run.fence, run.messages) == ("successor", 2, ())
             assert "completed" not in [t.status for t in await store.list_tasks(run.id)]
-            assert any("StaleFence" in str(e.get("error")) for e in logs)
+            assert any(e["event"] == "run_taken_over" for e in logs)
+            assert [type(e) for e in errors] == [StaleFence]
 
 
-async def _execute(inst: InstanceHandle) -> None:
-    with contextlib.suppress(PromptActorsError):
+async def _execute(inst: InstanceHandle, errors: list[BaseException]) -> None:
+    try:
         await inst.execute()
+    except PromptActorsError as exc:
+        errors.append(exc)

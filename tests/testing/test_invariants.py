@@ -219,6 +219,26 @@ async def test_two_winners_of_one_run_and_a_missing_run_are_violations() -> None
 
 
 @pytest.mark.anyio
+async def test_a_claim_race_whose_other_contender_failed_otherwise_is_no_violation() -> None:
+    """One contender refused (RunInUse), the other failed for another reason after its
+    claim (e.g. ``ActorDead`` while the instances' supervisor restarted) and released it:
+    no claim race was lost. Only a claim left held by nobody live is then a violation."""
+    race = ClaimRace("r1", contenders=2, winners=0, failed=1)
+    report = await _check(RowsStore([_run()], [_task("t1")]), _observations(claims=[race]))
+    assert report["one_winner_per_claim"].held
+    leaked = RowsStore([_run(owner_id="i-claim1", fence=2)], [_task("t1")])
+    report = await _check(leaked, _observations(claims=[race]))
+    assert report["one_winner_per_claim"].examples == (
+        "run r1: 0 of 2 won, 1 failed otherwise, and it is still claimed by 'i-claim1'",
+    )
+    report = await _check(
+        RowsStore([_run()], [_task("t1")]),
+        _observations(claims=[ClaimRace("r1", contenders=2, winners=0)]),
+    )
+    assert report["one_winner_per_claim"].examples == ("run r1: 0 of 2 won",)
+
+
+@pytest.mark.anyio
 async def test_examples_are_capped_at_ten() -> None:
     """Many violations of one invariant keep ten example ids and the full count."""
     tasks = [_task("t1")] + [_task(f"x{i}", status="running") for i in range(25)]

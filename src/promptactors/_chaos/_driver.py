@@ -424,6 +424,7 @@ async def _claim_race(ctx: _Context, index: int, run_id: str) -> None:
     rt = ctx.runtime
     ctx.fault("run_in_use", index)
     winners: list[InstanceHandle] = []
+    failed: list[PromptActorsError] = []  # for another reason than the claim (RunInUse)
     base = _instance_id(ctx.schedule.seed, index)
 
     async def contend(n: int) -> None:
@@ -442,6 +443,7 @@ async def _claim_race(ctx: _Context, index: int, run_id: str) -> None:
             return
         except PromptActorsError as exc:
             ctx.trace.add("claim_failed", index, type(exc).__name__)
+            failed.append(exc)
             return
         if handle is not None:
             winners.append(handle)
@@ -449,7 +451,7 @@ async def _claim_race(ctx: _Context, index: int, run_id: str) -> None:
     async with anyio.create_task_group() as tg:
         for n in (1, 2):
             tg.start_soon(contend, n)
-    ctx.obs.claims.append(ClaimRace(run_id, contenders=2, winners=len(winners)))
+    ctx.obs.claims.append(ClaimRace(run_id, 2, winners=len(winners), failed=len(failed)))
     if winners:  # the run goes on: the first instance's snapshot no longer describes it
         ctx.obs.snapshots = [s for s in ctx.obs.snapshots if s.instance_id != base]
     for handle in winners:

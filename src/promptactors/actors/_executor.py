@@ -149,13 +149,9 @@ class FencedPersistence:
     other runs pass as they are. ``persist`` raises what the wrapped persistence raises —
     ``StaleFence`` when another executor has taken the run over.
 
-    Note for the turn lifecycle (``_instance.py``, left alone here): ``_complete`` applies
-    ``ExecutionCompleted`` before persisting ``FinishTurn``. When that write is refused
-    (``StaleFence`` after a takeover) the actor crashes, its next incarnation sees the turn
-    completed, ``_recover_interrupted_turn`` returns early, and the ``TurnTicket`` is never
-    resolved: the caller of ``execute()`` waits forever. The refusal itself holds (the
-    answer never reaches the run); the caller should get ``StaleFence`` and the instance
-    stop, as it no longer owns its run.
+    An instance whose write is refused with ``StaleFence`` is fenced out (see
+    ``TurnRunner._fence_out``): its turn ends with that error, it writes nothing more and
+    stops. Its run keeps its stale fence here, so a straggling write is refused too.
     """
 
     __slots__ = ("_created", "_executor_id", "_inner", "_lease", "_runs", "_tasks")

@@ -27,6 +27,8 @@ from .._exceptions import (
     ActorError,
     AttemptsExhausted,
     InvalidInput,
+    StaleFence,
+    StoreError,
     TurnCancelled,
     TurnInProgress,
 )
@@ -78,6 +80,10 @@ __all__ = ["InstanceActor"]
 
 _log = structlog.get_logger("promptactors.instance")
 _TURN = frozenset({ExecutionStatus.EXECUTING, ExecutionStatus.STREAMING})
+
+
+def _uncommitted(reason: str) -> AttemptsExhausted:
+    return AttemptsExhausted(f"the answer of the turn could not be committed: {reason}")
 
 
 # -- the actor ---------------------------------------------------------------------------
@@ -145,7 +151,7 @@ class InstanceActor(TurnRunner):
             await registry.announce(
                 state.instance_id, state.core.prompt.id, self.ref, state.core.run.run_id
             )
-        if home.crashes == 0 and home.spec.execution_config.auto_run:
+        if home.crashes == 0 and home.spec.execution_config.auto_run and home.fenced is None:
             await self._start_turn(None)
 
     async def on_stop(self) -> None:
@@ -193,7 +199,15 @@ class InstanceActor(TurnRunner):
             phase = turn.life.phase
             if phase is TurnPhase.COMMITTING:
                 assert turn.commit is not None  # its commit task died: replay it (idempotent)
-                await self._finish_commit(turn, self.state.core.run.run_id, "provider")
+                try:
+                    await self._finish_commit(turn, self.state.core.run.run_id, "provider")
+                except (ActorError, StoreError) as exc:  # the tracker is gone or failing
+                    _log.warning(
+                        "turn_commit_lost", instance_id=self.state.instance_id, error=str(exc)
+                    )
+                finally:
+                    if not turn.life.done and self._refuse(turn, _uncommitted(reason)):
+                        turn.ticket.fail(_uncommitted(reason))
             elif why == "gave_up" and phase is not TurnPhase.STOPPING:
                 await self._fail_for_good(turn, reason)
             else:
@@ -228,6 +242,9 @@ class InstanceActor(TurnRunner):
         ``interrupted`` when its last turn was cancelled (the error says why). Recovery
         only handles runs whose process died."""
         outbox = self.home.outbox
+        if self.home.fenced is not None:  # the run is another executor's now: hands off
+            outbox.clear()
+            return
         ops = list(outbox)  # one hand-over with the status: no second wait on the tracker
         kept = len(ops)
         core = self.state.core
@@ -245,7 +262,7 @@ class InstanceActor(TurnRunner):
             await self._persist_quietly(*ops)
         del outbox[:kept]
         claim = self.home.claim
-        if claim is not None:  # after the run's last write: the next owner sees it
+        if claim is not None and self.home.fenced is None:  # after the run's last write
             await claim.release()
 
     async def _flush_outbox(self) -> None:
@@ -343,6 +360,8 @@ class InstanceActor(TurnRunner):
     async def _start_turn(self, user_input: str | None) -> TurnTicket:
         home = self.home
         state = self.state
+        if home.fenced is not None:
+            raise StaleFence(home.fenced.stale, str(home.fenced))
         if home.stopping:
             raise TurnInProgress(f"instance {state.instance_id!r} is stopping")
         turn = home.turn

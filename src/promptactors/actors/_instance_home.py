@@ -21,6 +21,7 @@ from ..state import computed_variables
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from .._exceptions import StaleFence
     from ..kernel import ActorRef
     from ..messages import ConversationMessage, Event, PromptDefinition
     from ..providers import PriceTable, Provider
@@ -135,6 +136,7 @@ class InstanceHome:
         "claim",
         "closed",
         "crashes",
+        "fenced",
         "journal",
         "outbox",
         "queue",
@@ -169,3 +171,6 @@ class InstanceHome:
         """A settled turn's rows not yet confirmed by the tracker (rewritten after a crash)."""
         self.subscribers: set[Subscription] = set()
         self.crashes = 0
+        self.fenced: StaleFence | None = None
+        """Set once the store refused a write with a stale fence: another executor took
+        the run over. Every turn then ends with this error and nothing more is written."""

@@ -22,7 +22,11 @@ from .._exceptions import (
     ConfigurationError,
     NotFound,
     ProviderError,
+    SchemaError,
+    StaleFence,
+    StoreConflict,
     StoreError,
+    StoreNotWritable,
     StreamTruncated,
     TurnCancelled,
 )
@@ -42,6 +46,7 @@ from ..messages import (
 )
 from ..providers import ChatMessage, ProviderRequest, StreamEnd, TextDelta
 from ..state import (
+    TURN_STATUSES,
     TurnPhase,
     TurnSignal,
     advance_turn,
@@ -105,13 +110,71 @@ class TurnRunner(Actor[InstanceCommand]):
         return self.state.core.config.track_in_runs and self.engine.persistence is not None
 
     async def _persist(self, *ops: WriteOp, timeout: float | None = None) -> None:
+        """Hand ``ops`` to the tracker and wait for their commit. Once the store refused a
+        write with a stale fence (the run was taken over) nothing more is written: this
+        raises ``StaleFence`` saying so, and the instance is fenced out (see ``_fence_out``)."""
         persistence = self.engine.persistence
-        if persistence is not None and ops:
+        if persistence is None or not ops:
+            return
+        if (fenced := self.home.fenced) is not None:
+            raise StaleFence(fenced.stale, str(fenced))
+        try:
             await persistence.persist(*ops, timeout=timeout)
+        except StaleFence as exc:
+            raise self._fence_out(exc) from exc
+
+    def _fence_out(self, refusal: StaleFence) -> StaleFence:
+        """Another executor took the run over (no await): the running turn ends failed and
+        the queued ones too, with ``StaleFence`` saying so; nothing more is written with
+        the stale fence, and the instance stops (it no longer owns its run)."""
+        home = self.home
+        if home.fenced is None:
+            state = self.state
+            run_id = state.core.run.run_id
+            home.fenced = StaleFence(
+                refusal.stale,
+                f"instance {state.instance_id!r} no longer owns run {run_id!r}: the run was "
+                f"taken over by another executor, which refuses its writes ({refusal})",
+            )
+            _log.warning("run_taken_over", instance_id=state.instance_id, run_id=run_id)
+            turn = home.turn
+            if turn is not None and not turn.life.done and self._refuse(turn, home.fenced):
+                turn.ticket.fail(home.fenced)
+            while home.queue:
+                ticket, _ = home.queue.popleft()
+                ticket.fail(home.fenced)
+            self._notify()
+            self.stop_self()
+        return StaleFence(home.fenced.stale, str(home.fenced))
+
+    def _refuse(self, turn: ActiveTurn, error: BaseException) -> bool:
+        """The store refuses ``turn``'s writes for good (no await): it ends failed, its
+        answer (if it was committing) not given. Returns whether it ended (a stopping turn
+        ends cancelled by its stop); the caller settles its ticket."""
+        life = self._signal(turn, TurnSignal.REFUSED)
+        if not life.done:
+            return False
+        self._journal_stream()
+        if self.state.core.status in TURN_STATUSES:
+            self._apply(ExecutionFailed.model_construct(at=self._now(), error=str(error)))
+        if turn.ticket.user_message is not None:
+            with contextlib.suppress(ValueError):  # the message is gone (not expected)
+                self._apply(
+                    UserTurnFailed.model_construct(
+                        at=self._now(), task_id=turn.ticket.first_task_id, error=str(error)
+                    )
+                )
+        if turn.scope is not None:
+            turn.scope.cancel()
+        self._end(turn, start_next=False)
+        return True
 
     async def _persist_quietly(self, *ops: WriteOp) -> None:
         """Hand ``ops`` to the tracker; a refusal or an outage is logged, never raised
-        (persistence never crashes an instance; accepted ops are retried by the tracker)."""
+        (persistence never crashes an instance; accepted ops are retried by the tracker).
+        A fenced-out instance writes nothing."""
+        if self.home.fenced is not None:
+            return
         try:
             await self._persist(*ops, timeout=self.engine.row_timeout)
         except (StoreError, NotFound, ActorDead) as exc:
@@ -221,6 +284,8 @@ class TurnRunner(Actor[InstanceCommand]):
         given back however the attempt ends: answered, failed, retried, cancelled (the
         scope), or the instance crashed (linked tasks are cancelled)."""
         gen = turn.gen
+        if self.home.turn is not turn:  # ended before this task started (fenced out)
+            return
         with anyio.CancelScope() as scope:
             turn.scope = scope
             if turn.life.phase is TurnPhase.BACKOFF:
@@ -457,14 +522,23 @@ class TurnRunner(Actor[InstanceCommand]):
         """Commit the answer (again, after a crash: it is idempotent) and answer."""
         assert turn.commit is not None
         completed, finish = turn.commit
-        try:
-            if finish is not None:
+        if finish is not None:
+            try:
                 # No timeout: the tracker retries while the store is down, and the turn
-                # is answered when its answer is committed.
+                # is answered when its answer is committed. Cancelled with its incarnation
+                # (or the tracker gone), the turn stays committing: the next incarnation,
+                # or the close after the last one, replays the commit.
                 await self._persist(finish, timeout=None)
-        finally:
-            if turn.life.phase is TurnPhase.COMMITTING:
-                self._answer(turn, completed, run_id, source, saved=finish is not None)
+            except StaleFence:
+                return  # fenced out: the turn ended failed with it, and the instance stops
+            except (StoreConflict, NotFound, StoreNotWritable, SchemaError) as exc:
+                # Refused for good: the answer is not in the run: the turn is not answered.
+                if turn.life.phase is TurnPhase.COMMITTING and self._refuse(turn, exc):
+                    await self._write_outcome(turn, [], exc)
+                    self._start_next()
+                return
+        if turn.life.phase is TurnPhase.COMMITTING:
+            self._answer(turn, completed, run_id, source, saved=finish is not None)
 
     def _answer(
         self, turn: ActiveTurn, completed: Any, run_id: str | None, source: str, *, saved: bool

@@ -11,17 +11,23 @@ phases until it is ``done`` with exactly one :class:`TurnOutcome`::
     streaming   crashed         backoff | done(failed)  (a crash is a failed attempt)
                 failed          done(failed)            not retryable (bad request, config)
                 stop            stopping                the attempt is cancelled
+    starting,   refused         done(failed)            the store refuses the run's writes for
+    streaming,                                          good (taken over by another executor):
+    backoff                                             no attempt can follow
     backoff     backoff_over    starting                the next attempt (attempt + 1)
     backoff     stop            done(cancelled)         nothing runs: cancelled at once
     backoff     crashed         backoff                 the retry is still due
     backoff     failed          done(failed)
     committing  committed       done(answered)
+    committing  refused         done(failed)            the answer's commit was refused: the
+                                                        turn is not answered
     committing  stop, crashed   committing              the answer's commit started: it wins
     stopping    stopped,crashed done(cancelled)         the stop wins over a crash
     stopping    first_token,    stopping                late news of a cancelled attempt
                 stream_ended,
                 attempt_failed,
-                failed, stop
+                failed, stop,
+                refused
 
 Every other pair raises ``IllegalTransition`` and changes nothing; ``done`` accepts no
 signal. The instance actor owns one :class:`TurnLife` per running turn and changes it only
@@ -70,6 +76,7 @@ class TurnSignal(StrEnum):
     STOP = "stop"
     STOPPED = "stopped"
     COMMITTED = "committed"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +113,9 @@ class TurnLife:
 _P = TurnPhase
 _S = TurnSignal
 _RUNNING = frozenset({_P.STARTING, _P.STREAMING})
+_LATE = frozenset(
+    {_S.FIRST_TOKEN, _S.STREAM_ENDED, _S.ATTEMPT_FAILED, _S.FAILED, _S.STOP, _S.REFUSED}
+)
 
 
 def _end(life: TurnLife, outcome: TurnOutcome) -> TurnLife:
@@ -129,7 +139,7 @@ def advance(life: TurnLife, signal: TurnSignal) -> TurnLife:
             return replace(life, phase=_P.COMMITTING)
         if signal in (_S.ATTEMPT_FAILED, _S.CRASHED):
             return _failed_attempt(life)
-        if signal is _S.FAILED:
+        if signal in (_S.FAILED, _S.REFUSED):
             return _end(life, TurnOutcome.FAILED)
         if signal is _S.STOP:
             return replace(life, phase=_P.STOPPING)
@@ -140,16 +150,18 @@ def advance(life: TurnLife, signal: TurnSignal) -> TurnLife:
             return _end(life, TurnOutcome.CANCELLED)
         if signal is _S.CRASHED:
             return life
-        if signal is _S.FAILED:
+        if signal in (_S.FAILED, _S.REFUSED):
             return _end(life, TurnOutcome.FAILED)
     elif phase is _P.COMMITTING:
         if signal is _S.COMMITTED:
             return _end(life, TurnOutcome.ANSWERED)
+        if signal is _S.REFUSED:
+            return _end(life, TurnOutcome.FAILED)
         if signal in (_S.STOP, _S.CRASHED):
             return life
     elif phase is _P.STOPPING:
         if signal in (_S.STOPPED, _S.CRASHED):
             return _end(life, TurnOutcome.CANCELLED)
-        if signal in (_S.FIRST_TOKEN, _S.STREAM_ENDED, _S.ATTEMPT_FAILED, _S.FAILED, _S.STOP):
+        if signal in _LATE:
             return life
     raise IllegalTransition(phase.value, signal.value, "the turn's phase does not accept it")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ..runtime import Runtime
     from ..store import RunRecord, Store, TaskRecord
-    from ._observations import Observations, TurnObservation
+    from ._observations import ClaimRace, Observations, TurnObservation
 
 __all__ = ["INVARIANTS", "MAX_EXAMPLES", "InvariantReport", "InvariantResult", "check_invariants"]
 
@@ -38,7 +38,8 @@ INVARIANTS: Final[Mapping[str, str]] = {
     "task rows",
     "no_hung_callers": "no caller waited past its bound",
     "registry_live_only": "the registry holds live incarnations only",
-    "one_winner_per_claim": "of instances started on one run at once, exactly one won it",
+    "one_winner_per_claim": "of instances started on one run at once, exactly one won it "
+    "(none, if the others failed for another reason: then the run is not left claimed)",
 }
 
 # Keys of a message row that mark a turn that did not answer (failed, or cancelled).
@@ -118,6 +119,24 @@ def _marked(row: Mapping[str, Any]) -> bool:
     return any(row.get(key) for key in _MARKERS)
 
 
+def _check_claim(
+    race: ClaimRace, run: RunRecord | None, live_runs: set[str], tally: _Tally
+) -> None:
+    """One winner; or none when a contender failed for another reason (it may have
+    claimed the run first, and must have released it: the others were refused)."""
+    won = f"run {race.run_id}: {race.winners} of {race.contenders} won"
+    if race.winners > 1 or (race.winners == 0 and race.failed == 0):
+        tally.add("one_winner_per_claim", won)
+        return
+    held = run is not None and run.owner_id is not None and run.status != "running"
+    if race.winners == 0 and held and race.run_id not in live_runs:
+        assert run is not None
+        tally.add(
+            "one_winner_per_claim",
+            f"{won}, {race.failed} failed otherwise, and it is still claimed by {run.owner_id!r}",
+        )
+
+
 async def check_invariants(
     store: Store, *, observations: Observations, runtime: Runtime | None = None
 ) -> InvariantReport:
@@ -156,11 +175,7 @@ async def check_invariants(
             waited = "forever" if math.isinf(wait.waited) else f"{wait.waited:.3f}s"
             tally.add("no_hung_callers", f"{wait.caller} waited {waited} > {wait.bound:g}s")
     for race in observations.claims:
-        if race.winners != 1:
-            tally.add(
-                "one_winner_per_claim",
-                f"run {race.run_id}: {race.winners} of {race.contenders} won",
-            )
+        _check_claim(race, runs.get(race.run_id), live_runs, tally)
     results = tuple(
         InvariantResult(
             name=name,

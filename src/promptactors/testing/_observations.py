@@ -62,11 +62,14 @@ class ConversationSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ClaimRace:
-    """Several instances started on one run at once: how many of them won it."""
+    """Several instances started on one run at once: how many of them won it, and how
+    many failed for a reason other than the claim (``RunInUse`` is the loser's answer;
+    a store outage or a restarting supervisor is another reason)."""
 
     run_id: str
     contenders: int
     winners: int
+    failed: int = 0
 
 
 @dataclass(slots=True)
