@@ -524,7 +524,7 @@ def _anyio_cancel_scope() -> CancelScopeLike:
 def trio_nursery_of(task_group: Any) -> trio.Nursery | None:
     """The trio nursery an anyio task group runs its tasks in, or None if it has none.
 
-    anyio (4.x) keeps it in the private ``_nursery``: tests/backend/test_nursery_fast_path.py
+    anyio (4.x) keeps it in the private ``_nursery``: tests/backend/test_seam.py
     fails loudly the day that changes, rather than spawning quietly getting slower.
     """
     nursery = getattr(task_group, "_nursery", None)

@@ -17,11 +17,14 @@ from rich.console import Console
 
 from .. import MissingVariables, PromptActorsError, open_runtime
 from ._common import (
+    BuiltinOption,
     DatabaseOption,
     LatencyOption,
     ModelOption,
+    PromptArgument,
     ProviderOption,
     TokensOption,
+    VarOption,
     parse_vars,
     prompt_file,
     run_async,
@@ -115,21 +118,13 @@ async def _command(handle: InstanceHandle, line: str) -> bool:
 
 
 def chat(
-    prompt: Annotated[
-        str,
-        typer.Argument(metavar="PROMPT", help="A prompt file (.yaml/.json) or a stored prompt id."),
-    ],
-    var: Annotated[
-        list[str] | None,
-        typer.Option("--var", "-v", metavar="NAME=VALUE", help="A variable (repeatable)."),
-    ] = None,
+    prompt: PromptArgument,
+    var: VarOption = None,
     run_id: Annotated[
         str | None,
         typer.Option("--run-id", metavar="RUN_ID", help="Continue this run's conversation."),
     ] = None,
-    builtin: Annotated[
-        bool, typer.Option("--builtin", help="Read a stored prompt from prompt_builtins.")
-    ] = False,
+    builtin: BuiltinOption = False,
     database: DatabaseOption = None,
     provider: ProviderOption = None,
     model: ModelOption = None,

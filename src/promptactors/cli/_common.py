@@ -40,6 +40,18 @@ LatencyOption = Annotated[
     float | None, typer.Option("--latency", help="Simulated provider: seconds between tokens.")
 ]
 
+PromptArgument = Annotated[
+    str,
+    typer.Argument(metavar="PROMPT", help="A prompt file (.yaml/.json) or a stored prompt id."),
+]
+VarOption = Annotated[
+    list[str] | None,
+    typer.Option("--var", "-v", metavar="NAME=VALUE", help="A variable (repeatable)."),
+]
+BuiltinOption = Annotated[
+    bool, typer.Option("--builtin", help="Read a stored prompt from prompt_builtins.")
+]
+
 # The global --config FILE, set by the root callback before any command runs.
 _config_file: ContextVar[Path | None] = ContextVar("config_file", default=None)
 

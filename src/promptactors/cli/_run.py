@@ -12,11 +12,14 @@ from rich.console import Console
 
 from .. import InvalidInput, open_runtime
 from ._common import (
+    BuiltinOption,
     DatabaseOption,
     LatencyOption,
     ModelOption,
+    PromptArgument,
     ProviderOption,
     TokensOption,
+    VarOption,
     parse_vars,
     prompt_file,
     run_async,
@@ -28,14 +31,8 @@ _err = Console(stderr=True)
 
 
 def run(
-    prompt: Annotated[
-        str,
-        typer.Argument(metavar="PROMPT", help="A prompt file (.yaml/.json) or a stored prompt id."),
-    ],
-    var: Annotated[
-        list[str] | None,
-        typer.Option("--var", "-v", metavar="NAME=VALUE", help="A variable (repeatable)."),
-    ] = None,
+    prompt: PromptArgument,
+    var: VarOption = None,
     user_input: Annotated[
         str | None,
         typer.Option(
@@ -46,9 +43,7 @@ def run(
             "- for stdin.",
         ),
     ] = None,
-    builtin: Annotated[
-        bool, typer.Option("--builtin", help="Read a stored prompt from prompt_builtins.")
-    ] = False,
+    builtin: BuiltinOption = False,
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not record the run.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     database: DatabaseOption = None,
