@@ -211,7 +211,9 @@ async def test_a_stale_fence_fails_only_its_waiter_and_its_batch_commits_at_once
         current = await base.claim_run("run-a", "new-owner")
         fences = {i: await base.claim_run(f"run-{i}", f"owner-{i}") for i in range(10)}
         store = FlakyStore(base)
-        async with running(RunTracker(store, retry=FAST_RETRY)) as tracker:  # type: ignore[arg-type]
+        # One commit at a time, so that the ops below queue up as one batch.
+        one_at_a_time = RunTracker(store, retry=FAST_RETRY, commit_concurrency=1)  # type: ignore[arg-type]
+        async with running(one_at_a_time) as tracker:
             outcomes: dict[str, BaseException | None] = {}
 
             async def persist(name: str, *ops: WriteOp) -> None:

@@ -7,8 +7,16 @@ the tracker, which appends them to a pending batch and commits the whole batch w
 a task linked to the tracker, so operations that arrive while it is in flight are accepted
 at once and form the next batch (the next batch is built while the current one commits):
 batches grow with load, with no timer per operation. Once a full batch waits behind the
-one in flight, the tracker stops reading its mailbox until that commit ends, so a slow or
-unavailable store pushes back on the callers instead of piling operations up in memory.
+commits in flight, the tracker stops reading its mailbox until one of them ends, so a slow
+or unavailable store pushes back on the callers instead of piling operations up in memory.
+
+Up to ``commit_concurrency`` batches commit at once (two on PostgreSQL, one elsewhere).
+With a single commit in flight, the callers of a batch all wait for it, and then all
+answer at once: the process and the database server take turns, each idle while the other
+works. A second batch overlaps them. It only takes operations whose runs no batch in
+flight touches (a task's run is known from its ``CreateTask``; an operation on a task the
+tracker has not seen waits until nothing is in flight), so the operations of each run are
+still committed in the order they were accepted.
 
 Nothing accepted is dropped while the process lives: an unavailable store
 (``StoreUnavailable``: unreachable, restarting, busy) is retried with exponential backoff
@@ -35,11 +43,9 @@ import anyio
 import structlog
 
 from .._exceptions import (
-    AskTimeout,
     InvalidInput,
     NotFound,
     SchemaError,
-    SendTimeout,
     StaleFence,
     StoreError,
     StoreNotWritable,
@@ -55,20 +61,30 @@ from ..messages._tracker import (
     TrackerCommand,
     TrackerStats,
 )
-from ..store._records import check_id
+from ..store._records import (
+    CreateRun,
+    CreateTask,
+    FailTask,
+    FinishTurn,
+    InterruptTask,
+    UpdateRun,
+    check_id,
+)
+from ._run_tracker_client import DEFAULT_PERSIST_TIMEOUT, ReplyWaiter, RunTrackerClient
 from ._run_tracker_home import Group, RunTrackerHome
 
 if TYPE_CHECKING:
     import random
 
-    from ..kernel import ActorRef, DeferredReply
     from ..messages._tracker import CommitWaiter
     from ..store import Store, WriteOp
     from ._run_tracker_home import Item
 
 __all__ = [
+    "COMMIT_CONCURRENCY",
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_MAX_BATCH",
+    "DEFAULT_PERSIST_TIMEOUT",
     "CommitBackoff",
     "RunTracker",
     "RunTrackerClient",
@@ -77,8 +93,10 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BATCH = 1000
+#: Batches committing at once, by store dialect (others: 1). PostgreSQL serves concurrent
+#: transactions on separate connections of the pool; SQLite has one writer.
+COMMIT_CONCURRENCY = {"postgresql": 2}
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
-DEFAULT_PERSIST_TIMEOUT = 30.0
 
 _log = structlog.get_logger("promptactors.run_tracker")
 
@@ -125,6 +143,27 @@ def _stale_indexes(error: StaleFence, count: int) -> set[int]:
     return stale if stale <= set(range(count)) else set()
 
 
+def _run_key(op: WriteOp, task_runs: dict[str, str]) -> str | None:
+    """The run an operation writes (a task without a run: the task, set apart by a NUL
+    that no id contains), or None when unknown (the task was not created through here)."""
+    if isinstance(op, (CreateRun, UpdateRun)):
+        return op.run_id
+    if isinstance(op, CreateTask):
+        return op.run_id if op.run_id is not None else "\0" + op.task_id
+    return task_runs.get(op.task_id)
+
+
+class _Batch:
+    """Operations committing together, and the runs they write (None: unknown runs, so
+    nothing else may commit beside it)."""
+
+    __slots__ = ("items", "runs")
+
+    def __init__(self, items: list[Item], runs: set[str] | None) -> None:
+        self.items = items
+        self.runs = runs
+
+
 def _op_key(op: WriteOp) -> str:
     key = getattr(op, "task_id", None) or getattr(op, "run_id", None)
     return f"{type(op).__name__}({key!r})"
@@ -139,9 +178,11 @@ class RunTracker(Actor[TrackerCommand]):
     processes see this one's runs as alive. ``home`` keeps the accepted operations and
     their waiters across incarnations (a supervisor's factory hands the same one to each):
     after a crash the next incarnation commits them and answers their waiters. Without a
-    home (a bare ``spawn``) a crash fails those waiters with ``StoreUnavailable``. Raises
-    ``InvalidInput`` for a ``max_batch`` below 1, a heartbeat interval that is not
-    positive or a bad executor id.
+    home (a bare ``spawn``) a crash fails those waiters with ``StoreUnavailable``.
+    ``commit_concurrency`` is how many batches may commit at once (default: by the
+    store's dialect, :data:`COMMIT_CONCURRENCY`; see the module doc). Raises
+    ``InvalidInput`` for a ``max_batch`` or ``commit_concurrency`` below 1, a heartbeat
+    interval that is not positive or a bad executor id.
     """
 
     def __init__(
@@ -153,9 +194,15 @@ class RunTracker(Actor[TrackerCommand]):
         executor_id: str | None = None,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         home: RunTrackerHome | None = None,
+        commit_concurrency: int | None = None,
     ) -> None:
         if max_batch < 1:
             raise InvalidInput(f"max_batch must be at least 1, got {max_batch}")
+        if commit_concurrency is None:
+            # (a partial store, such as a test double, may not say its dialect)
+            commit_concurrency = COMMIT_CONCURRENCY.get(getattr(store, "dialect", ""), 1)
+        if commit_concurrency < 1:
+            raise InvalidInput(f"commit_concurrency must be at least 1, got {commit_concurrency}")
         if not heartbeat_interval > 0 or math.isinf(heartbeat_interval):
             raise InvalidInput(
                 f"heartbeat_interval must be a positive number of seconds, got {heartbeat_interval}"
@@ -164,14 +211,17 @@ class RunTracker(Actor[TrackerCommand]):
             check_id(executor_id, "executor id")
         self._store = store
         self._max_batch = max_batch
+        self._concurrency = commit_concurrency
         self._retry = retry or CommitBackoff()
         self._executor_id = executor_id
         self._heartbeat_interval = heartbeat_interval
         # A shared home outlives this incarnation: a crash leaves its operations there.
         self._survives = home is not None
         self._home = home if home is not None else RunTrackerHome()
-        # Set when the running commit task ends (None: no commit task), and on each commit.
-        self._committer_done: anyio.Event | None = None
+        # The batches committing now; the first ``_claimed`` pending operations are theirs.
+        self._in_flight: list[_Batch] = []
+        self._claimed = 0
+        # Set when a commit ends (created by whoever waits for one).
         self._committed: anyio.Event | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -184,7 +234,7 @@ class RunTracker(Actor[TrackerCommand]):
         home = self._home
         if home.pending:
             _log.warning("run_tracker_resumes", pending=len(home.pending))
-            self._start_committer()
+            self._fill(eager=True)
         elif home.flushes:
             home.release_flushes(home.seq)
 
@@ -195,10 +245,10 @@ class RunTracker(Actor[TrackerCommand]):
         logged and their waiters fail with ``StoreUnavailable``.
         """
         try:
-            while self._committer_done is not None:
-                await self._committer_done.wait()
-            while self._home.pending:
-                await self._commit_next()
+            while self._in_flight or self._home.pending:
+                if not self._in_flight:
+                    self._fill(eager=True)
+                await self._commit_ended()
         finally:
             self._home.abandon("the run tracker stopped before committing them")
 
@@ -224,7 +274,7 @@ class RunTracker(Actor[TrackerCommand]):
         reply = self.defer_reply()
         if self._survives:
             reply.detach()  # the home answers it, whichever incarnation commits
-        return _ReplyWaiter(reply, message.notes)
+        return ReplyWaiter(reply, message.notes)
 
     async def receive(self, message: TrackerCommand) -> Any:
         """Accept a command; commit the pending batch once nothing more is queued.
@@ -254,16 +304,11 @@ class RunTracker(Actor[TrackerCommand]):
             raise TypeError(f"RunTracker has no handler for {type(message).__name__}")
         # Group commit: keep accepting while more is queued, then commit in one go, in a
         # linked task so that the next batch is accepted while this one commits.
-        pending = home.pending
-        idle = pending and self._committer_done is None
-        if idle and (len(pending) >= self._max_batch or self.ref.queued == 0):
-            self._start_committer()
+        self._fill(eager=False)
         try:
-            # Backpressure: a full batch waits behind the commit in flight.
-            while self._committer_done is not None and len(pending) >= 2 * self._max_batch:
-                if self._committed is None:
-                    self._committed = anyio.Event()
-                await self._committed.wait()
+            # Backpressure: a full batch waits behind the commits in flight.
+            while self._in_flight and len(home.pending) - self._claimed >= self._max_batch:
+                await self._commit_ended()
         except anyio.get_cancelled_exc_class():
             self._killed()
             raise
@@ -285,34 +330,82 @@ class RunTracker(Actor[TrackerCommand]):
 
     # -- committing ------------------------------------------------------------------------
 
-    def _start_committer(self) -> None:
-        self._committer_done = anyio.Event()
-        self.start_soon(self._committer)
+    async def _commit_ended(self) -> None:
+        if self._committed is None:
+            self._committed = anyio.Event()
+        await self._committed.wait()
 
-    async def _committer(self) -> None:
-        """Commit batch after batch until nothing is pending (a task linked to the tracker)."""
+    def _fill(self, *, eager: bool) -> None:
+        """Start committing while a commit slot is free and a batch can be formed. Not
+        ``eager`` (a message just arrived): only a full batch, or once the mailbox is
+        empty, so that a batch takes in everything already queued."""
+        pending = self._home.pending
+        while len(self._in_flight) < self._concurrency:
+            unclaimed = len(pending) - self._claimed
+            if not unclaimed:
+                return
+            if not eager and unclaimed < self._max_batch and self.ref.queued:
+                return
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._in_flight.append(batch)
+            self._claimed += len(batch.items)
+            self.start_soon(self._committer, batch)
+
+    def _next_batch(self) -> _Batch | None:
+        """The next operations to commit, first accepted first: up to ``max_batch``; while
+        other batches are in flight, only up to the first one on a run they write."""
+        home = self._home
+        task_runs = home.task_runs
+        start = self._claimed
+        candidates = home.pending[start : start + self._max_batch]
+        runs: set[str] = set()
+        if not self._in_flight:
+            for item in candidates:
+                key = _run_key(item.op, task_runs)
+                if key is None:
+                    return _Batch(candidates, None)
+                runs.add(key)
+            return _Batch(candidates, runs)
+        busy: set[str] = set()
+        for batch in self._in_flight:
+            if batch.runs is None:
+                return None
+            busy |= batch.runs
+        items: list[Item] = []
+        for item in candidates:
+            key = _run_key(item.op, task_runs)
+            if key is None or key in busy:
+                break
+            runs.add(key)
+            items.append(item)
+        return _Batch(items, runs) if items else None
+
+    async def _committer(self, batch: _Batch) -> None:
+        """Commit one batch (a task linked to the tracker), then start what can follow."""
         try:
-            while self._home.pending:
-                await self._commit_next()
-                committed, self._committed = self._committed, None
-                if committed is not None:
-                    committed.set()
+            await self._commit(batch.items)
         except anyio.get_cancelled_exc_class():
             self._killed()
             raise
-        finally:
-            done, self._committer_done = self._committer_done, None
-            if done is not None:
-                done.set()
-
-    async def _commit_next(self) -> None:
-        pending = self._home.pending
-        batch = pending[: self._max_batch]
-        await self._commit(batch)
         # Only now leave the pending list: a crash or kill mid-commit still sees them as
         # uncommitted (the next incarnation commits them again: a replay is a no-op).
-        del pending[: len(batch)]
-        self._home.release_flushes(batch[-1].seq)
+        home = self._home
+        mine = {id(item) for item in batch.items}
+        home.pending[:] = [item for item in home.pending if id(item) not in mine]
+        self._claimed -= len(batch.items)
+        self._in_flight.remove(batch)
+        task_runs = home.task_runs
+        for item in batch.items:
+            op = item.op
+            if isinstance(op, (FinishTurn, FailTask, InterruptTask)):
+                task_runs.pop(op.task_id, None)  # the task's last write (a later one waits)
+        home.release_flushes(home.pending[0].seq - 1 if home.pending else home.seq)
+        committed, self._committed = self._committed, None
+        if committed is not None:
+            committed.set()
+        self._fill(eager=True)
 
     async def _commit(self, items: list[Item]) -> None:
         """Commit ``items`` in one transaction, retrying while the store is unavailable and
@@ -383,6 +476,8 @@ class RunTracker(Actor[TrackerCommand]):
 
     def _refuse(self, item: Item, error: Exception) -> None:
         self._home.conflicts += 1
+        if isinstance(item.op, CreateTask):
+            self._home.task_runs.pop(item.op.task_id, None)  # its run may not be that one
         has_waiter = item.group is not None
         item.settle(error)
         if not has_waiter:
@@ -417,11 +512,13 @@ def run_tracker_actor(
     executor_id: str | None = None,
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
     home: RunTrackerHome | None = None,
+    commit_concurrency: int | None = None,
 ) -> RunTracker:
     """A new :class:`RunTracker` (a factory for ``spawn`` or a supervisor's child spec:
     give every incarnation the same ``home`` so that a crash loses nothing accepted).
 
-    Raises ``InvalidInput`` for a ``max_batch`` below 1 or a non-positive heartbeat interval.
+    Raises ``InvalidInput`` for a ``max_batch`` or ``commit_concurrency`` below 1 or a
+    non-positive heartbeat interval.
     """
     return RunTracker(
         store,
@@ -430,112 +527,5 @@ def run_tracker_actor(
         executor_id=executor_id,
         heartbeat_interval=heartbeat_interval,
         home=home,
+        commit_concurrency=commit_concurrency,
     )
-
-
-# -- the caller's side -------------------------------------------------------------------
-
-
-class _ReplyWaiter:
-    """A waiter that answers the asker's deferred reply (if the tracker stops first, the
-    kernel fails it with ``ActorDead``: no watcher task per caller is needed)."""
-
-    __slots__ = ("_notes", "_reply")
-
-    def __init__(self, reply: DeferredReply, notes: list[BaseException] | None) -> None:
-        self._reply = reply
-        self._notes = notes
-
-    def committed(self) -> None:
-        self._reply.resolve(None)
-
-    def failed(self, error: BaseException) -> None:
-        self._reply.fail(error)
-
-    def note(self, error: BaseException) -> None:
-        # The asker times out on its own deadline (the tracker keeps retrying); it reads
-        # the last error from here to say why.
-        if self._notes is not None:
-            self._notes[:] = [error]
-
-
-class RunTrackerClient:
-    """What actors use to write runs and tasks through a :class:`RunTracker`."""
-
-    __slots__ = ("_ref",)
-
-    def __init__(self, ref: ActorRef[Any]) -> None:
-        self._ref = ref
-
-    @property
-    def ref(self) -> ActorRef[Any]:
-        return self._ref
-
-    async def submit(self, *ops: WriteOp) -> None:
-        """Hand ``ops`` to the tracker for a later group commit, without waiting for it.
-
-        Waits only while the tracker's mailbox is full (backpressure). Once this returns
-        the operations are in the tracker's memory and are committed in submission order,
-        retried while the store is unavailable. Raises ``ActorDead`` if the tracker is
-        stopped (nothing was accepted).
-        """
-        if ops:
-            await self._ref.tell(SubmitOps(ops))
-
-    async def persist(self, *ops: WriteOp, timeout: float | None = DEFAULT_PERSIST_TIMEOUT) -> None:
-        """Hand ``ops`` to the tracker and return once they are committed.
-
-        Raises ``StoreConflict`` (or ``RunNotFound``/``NotFound``) when the store refuses
-        one of these operations — the others are committed; ``StaleFence`` (a
-        ``StoreConflict``) names the run when an operation's fencing token is stale;
-        ``StoreUnavailable`` when they are not committed within ``timeout`` seconds (if
-        they were accepted they stay queued and are still retried: the message says
-        which); ``ActorDead`` if the tracker is stopped, or stops before committing them.
-        ``timeout=None`` waits without limit.
-        """
-        if ops:
-            notes: list[BaseException] = []
-            await self._ask(PersistOps(ops, None, notes), notes, timeout, f"{len(ops)} operations")
-
-    async def flush(self, timeout: float | None = DEFAULT_PERSIST_TIMEOUT) -> None:
-        """Return once everything accepted so far is committed (or refused for good).
-
-        Raises ``StoreUnavailable`` if that does not happen within ``timeout`` seconds
-        (nothing is dropped: the tracker keeps retrying), ``ActorDead`` if the tracker is
-        stopped or stops first.
-        """
-        notes: list[BaseException] = []
-        await self._ask(FlushOps(None, notes), notes, timeout, "flush")
-
-    async def _ask(
-        self,
-        message: TrackerCommand,
-        notes: list[BaseException],
-        timeout: float | None,
-        what: str,
-    ) -> None:
-        # One ask with a deferred reply: the kernel's shared deadline bounds the wait and
-        # fails it with ActorDead if the tracker stops first — no task or scope per call.
-        try:
-            await self._ref.ask(message, timeout=timeout)
-        except SendTimeout as exc:
-            raise StoreUnavailable(
-                f"{what} not accepted within {timeout:g}s: the run tracker's mailbox "
-                "stayed full (the store is slow or unavailable); nothing was queued"
-            ) from exc
-        except AskTimeout as exc:
-            last = notes[-1] if notes else None
-            raise StoreUnavailable(
-                f"{what} not committed within {timeout:g}s; still queued and retried in the "
-                f"background (last error: {last})"
-            ) from (last or exc)
-
-    async def stats(self, timeout: float | None = DEFAULT_PERSIST_TIMEOUT) -> TrackerStats:
-        """The tracker's counters. Raises ``AskTimeout`` or ``ActorDead`` like ``ask``.
-
-        The tracker answers between messages, a commit in flight does not delay it; but
-        while a full batch waits behind that commit (a slow or unavailable store) it reads
-        no messages, so this waits (up to ``timeout``) like any other command.
-        """
-        stats: TrackerStats = await self._ref.ask(GetTrackerStats(), timeout=timeout)
-        return stats

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from .._exceptions import StoreUnavailable
+from ..store._records import CreateTask
 
 if TYPE_CHECKING:
     from ..messages._tracker import CommitWaiter
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["RunTrackerHome"]
 
 _log = structlog.get_logger("promptactors.run_tracker")
+
+#: Task-to-run entries kept for ordering; past this many the map starts over (an
+#: operation on a task not in it commits with no other batch in flight: slower, as safe).
+_MAX_TASK_RUNS = 200_000
 
 
 class Group:
@@ -89,10 +94,14 @@ class RunTrackerHome:
         "pending",
         "retries",
         "seq",
+        "task_runs",
     )
 
     def __init__(self) -> None:
         self.pending: list[Item] = []
+        # The run of each task created through the tracker and not finished yet: which
+        # batches may commit side by side (see ``RunTracker``).
+        self.task_runs: dict[str, str] = {}
         self.flushes: list[tuple[int, CommitWaiter]] = []
         self.seq = 0
         self.ops_committed = 0
@@ -107,6 +116,12 @@ class RunTrackerHome:
         for op in ops:
             self.seq += 1
             self.pending.append(Item(op, group, self.seq))
+            if isinstance(op, CreateTask):
+                if len(self.task_runs) >= _MAX_TASK_RUNS:
+                    self.task_runs.clear()  # forgotten tasks only commit alone: still safe
+                self.task_runs.setdefault(
+                    op.task_id, op.run_id if op.run_id is not None else "\0" + op.task_id
+                )
 
     def release_flushes(self, done: int) -> None:
         """Answer the flush waiters whose operations up to ``done`` are all settled."""
