@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from typing import Any
 
 import anyio
 import pytest
 
-from promptactors._exceptions import RunNotFound
+from promptactors._exceptions import InvalidInput, RunNotFound
 from promptactors.store import CreateRun, CreateTask, FinishTurn, UpdateRun, open_store
 
 TIMEOUT = 20
@@ -107,3 +108,50 @@ async def test_a_missing_run_among_many_refuses_the_whole_batch(store_url: str) 
             assert (await store.get_run("run-2")).name is None
             with pytest.raises(RunNotFound):
                 await store.get_run("run-3")
+
+
+@pytest.mark.anyio
+async def test_an_operation_is_written_as_it_was_made(store_url: str) -> None:
+    """Write operations are frozen: their JSON is encoded once, when they are made (not
+    again in the store's thread), so changing a list or dict handed to one afterwards
+    does not change what is written."""
+    messages = [{"role": "user", "content": "héllo"}]
+    variables = {"name": "Ada"}
+    ops = [
+        CreateRun("r", messages=messages, variables=variables, settings={"t": 0.5}),
+        CreateTask("t", "r", "p", "m", request=messages),
+        FinishTurn("t", "hi", run_messages=[*messages, {"role": "assistant", "content": "hi"}]),
+        UpdateRun("r2", messages=messages, variables=variables),
+    ]
+    messages.append({"role": "user", "content": "changed"})
+    variables["name"] = "changed"
+    with anyio.fail_after(TIMEOUT):
+        async with await open_store(store_url, migrate=True) as store:
+            await store.apply([CreateRun("r2")])
+            await store.apply(ops)
+            run, task_, other = (
+                await store.get_run("r"),
+                await store.get_task("t"),
+                await store.get_run("r2"),
+            )
+    assert [m["content"] for m in run.messages] == ["héllo", "hi"]
+    assert run.variables == {"name": "Ada"}
+    assert run.settings == {"t": 0.5}
+    assert list(task_.request) == [{"role": "user", "content": "héllo"}]
+    assert [m["content"] for m in other.messages] == ["héllo"]
+    assert other.variables == {"name": "Ada"}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: CreateRun("r", variables={"when": object()}),
+        lambda: CreateTask("t", "r", "p", "m", request=[{"role": "user", "content": {1, 2}}]),
+        lambda: FinishTurn("t", "x", run_messages=[{"role": "user", "content": b"bytes"}]),
+        lambda: UpdateRun("r", variables={"v": object()}),
+    ],
+    ids=["create-run", "create-task", "finish-turn", "update-run"],
+)
+def test_an_operation_with_a_value_json_cannot_hold_is_refused_when_made(make: Any) -> None:
+    with pytest.raises(InvalidInput, match="is not JSON-serialisable"):
+        make()

@@ -24,7 +24,6 @@ from ._records import (
     Ownership,
     Plan,
     UpdateRun,
-    dumps,
     plain,
     stale_claim_message,
     task_conflict_message,
@@ -175,9 +174,9 @@ def _create_run(txn: Transaction, op: CreateRun, now: float) -> None:
             "name": op.name,
             "status": "running",
             "error": None,
-            "messages": dumps(list(op.messages)),
-            "variables": dumps(dict(op.variables)),
-            "settings": dumps(dict(op.settings)),
+            "messages": op.json[0],
+            "variables": op.json[1],
+            "settings": op.json[2],
             "message_count": len(op.messages),
             "task_count": 0,
             "input_tokens": 0,
@@ -243,7 +242,7 @@ def _create_task(txn: Transaction, op: CreateTask, now: float) -> None:
             "status": "running",
             "provider": op.provider,
             "model": op.model,
-            "request": dumps(list(op.request)),
+            "request": op.request_json,
             "response_text": "",
             "input_tokens": None,
             "output_tokens": None,
@@ -323,8 +322,7 @@ def _add_turn_to_run(txn: Transaction, run_id: str, op: FinishTurn, now: float) 
     if run is None:  # the schema's foreign key keeps a task's run; nothing to update
         return
     if op.run_messages is not None:
-        messages = list(op.run_messages)
-        run.update(messages=dumps(messages), message_count=len(messages))
+        run.update(messages=op.run_messages_json, message_count=len(op.run_messages))
     if op.run_status is not None:
         run["status"] = op.run_status
     run.update(
@@ -346,11 +344,10 @@ def _update_run(txn: Transaction, op: UpdateRun, now: float) -> None:
         "status": op.status,
         "error": op.error,
         "name": op.name,
-        "variables": None if op.variables is None else dumps(dict(op.variables)),
+        "variables": op.variables_json,
     }
     if op.messages is not None:
-        messages = list(op.messages)
-        changes.update(messages=dumps(messages), message_count=len(messages))
+        changes.update(messages=op.messages_json, message_count=len(op.messages))
     run.update({column: value for column, value in changes.items() if value is not None})
     run.update(version=run["version"] + 1, updated_at=now)
     if op.release:

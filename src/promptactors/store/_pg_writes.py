@@ -24,7 +24,6 @@ from ._records import (
     Ownership,
     Plan,
     UpdateRun,
-    dumps,
     plain,
     stale_claim_message,
     task_conflict_message,
@@ -158,9 +157,9 @@ WHERE id = $1 AND (status = 'running'
 """
 _UPDATE_RUN: Final = """
 UPDATE ai_runs SET status = coalesce($2::text, status), error = coalesce($3::text, error),
-    name = coalesce($4::text, name), messages = coalesce($5::jsonb, messages),
+    name = coalesce($4::text, name), messages = coalesce($5::text::jsonb, messages),
     message_count = coalesce($6::integer, message_count),
-    variables = coalesce($7::jsonb, variables), version = version + 1, updated_at = now(),
+    variables = coalesce($7::text::jsonb, variables), version = version + 1, updated_at = now(),
     owner_id = CASE WHEN $8::boolean THEN NULL ELSE owner_id END,
     lease_expires_at = CASE WHEN $8::boolean THEN NULL ELSE lease_expires_at END
 WHERE id = $1
@@ -292,9 +291,7 @@ async def _create_runs(conn: Any, ops: list[CreateRun], tasks: list[CreateTask])
             op.prompt_source,
             op.instance_id,
             op.name,
-            dumps(list(op.messages)),
-            dumps(dict(op.variables)),
-            dumps(dict(op.settings)),
+            *op.json,
             len(op.messages),
             op.executor_id,
             op.owner_id,
@@ -332,7 +329,7 @@ async def _create_tasks(conn: Any, ops: list[CreateTask], counted: set[str]) -> 
             op.attempt,
             op.provider,
             op.model,
-            dumps(list(op.request)),
+            op.request_json,
         )
         for op in ops
     ]
@@ -361,7 +358,7 @@ async def _create_tasks(conn: Any, ops: list[CreateTask], counted: set[str]) -> 
 
 
 def _finish_row(op: FinishTurn) -> tuple[Any, ...]:
-    messages = None if op.run_messages is None else list(op.run_messages)
+    messages = op.run_messages
     return (
         op.task_id,
         op.response_text,
@@ -373,7 +370,7 @@ def _finish_row(op: FinishTurn) -> tuple[Any, ...]:
         op.time_to_first_token,
         op.total_time,
         op.finish_reason,
-        None if messages is None else dumps(messages),
+        op.run_messages_json,
         None if messages is None else len(messages),
         op.run_status,
     )
@@ -384,29 +381,28 @@ def _args(op: FailTask | InterruptTask | UpdateRun) -> tuple[Any, ...]:
         return (op.task_id, op.error, op.response_text, op.total_time)
     if isinstance(op, InterruptTask):
         return (op.task_id, op.response_text, op.error)
-    messages = None if op.messages is None else list(op.messages)
     return (
         op.run_id,
         op.status,
         op.error,
         op.name,
-        messages,
-        None if messages is None else len(messages),
-        None if op.variables is None else dict(op.variables),
+        op.messages_json,
+        None if op.messages is None else len(op.messages),
+        op.variables_json,
         op.release,
     )
 
 
 def _update_row(op: UpdateRun) -> tuple[Any, ...]:
-    messages = None if op.messages is None else list(op.messages)
+    messages = op.messages
     return (
         op.run_id,
         op.status,
         op.error,
         op.name,
-        None if messages is None else dumps(messages),
+        op.messages_json,
         None if messages is None else len(messages),
-        None if op.variables is None else dumps(dict(op.variables)),
+        op.variables_json,
         op.release,
     )
 

@@ -100,11 +100,18 @@ def check_lease(value: object, what: str = "lease_seconds") -> float:
     return float(value)
 
 
-def _check_json(value: object, what: str) -> None:
+def _check_json(value: object, what: str) -> str:
+    """``value`` as compact JSON text (:func:`dumps`); ``InvalidInput`` naming ``what`` if
+    it cannot be. Write operations keep the text: a store writes it as it is, encoded
+    once, where the operation was made, not again in the store's thread."""
     try:
-        json.dumps(value)
+        return dumps(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
+def _keep(op: object, name: str, text: object) -> None:
+    object.__setattr__(op, name, text)  # a computed field of a frozen dataclass
 
 
 def dumps(value: object) -> str:
@@ -307,6 +314,8 @@ class CreateRun:
     executor_id: str | None = None
     owner_id: str | None = None
     lease_seconds: float | None = None
+    #: ``messages``, ``variables`` and ``settings`` as JSON text (computed).
+    json: tuple[str, str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_id(self.run_id, "run id")
@@ -317,9 +326,13 @@ class CreateRun:
         _check_optional_id(self.instance_id, f"instance id of run {self.run_id!r}")
         _check_optional_id(self.executor_id, f"executor id of run {self.run_id!r}")
         check_choice(self.prompt_source, PROMPT_SOURCES, f"prompt source of run {self.run_id!r}")
-        _check_json(
-            [list(self.messages), dict(self.variables), dict(self.settings)], f"run {self.run_id!r}"
+        what = f"run {self.run_id!r}"
+        texts = (
+            _check_json(list(self.messages), what),
+            _check_json(dict(self.variables), what),
+            _check_json(dict(self.settings), what),
         )
+        _keep(self, "json", texts)
 
     def identity(self) -> tuple[object, ...]:
         """What a replay must repeat to be the same operation."""
@@ -345,6 +358,8 @@ class CreateTask:
     attempt: int = 1
     instance_id: str | None = None
     fence: int | None = None
+    #: ``request`` as JSON text (computed).
+    request_json: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_id(self.task_id, "task id")
@@ -357,7 +372,11 @@ class CreateTask:
             raise InvalidInput(
                 f"attempt of task {self.task_id!r} must be >= 1, got {self.attempt!r}"
             )
-        _check_json(list(self.request), f"request of task {self.task_id!r}")
+        _keep(
+            self,
+            "request_json",
+            _check_json(list(self.request), f"request of task {self.task_id!r}"),
+        )
 
     def identity(self) -> tuple[object, ...]:
         """What a replay must repeat to be the same operation."""
@@ -390,6 +409,8 @@ class FinishTurn:
     finish_reason: str | None = None
     run_status: RunStatus | None = None
     fence: int | None = None
+    #: ``run_messages`` as JSON text, or None (computed).
+    run_messages_json: str | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_id(self.task_id, "task id")
@@ -398,8 +419,10 @@ class FinishTurn:
             _check_count(getattr(self, name), f"{name} of task {self.task_id!r}")
         if self.run_status is not None:
             check_choice(self.run_status, RUN_STATUSES, f"run status for task {self.task_id!r}")
+        text = None
         if self.run_messages is not None:
-            _check_json(list(self.run_messages), f"run messages for task {self.task_id!r}")
+            text = _check_json(list(self.run_messages), f"run messages for task {self.task_id!r}")
+        _keep(self, "run_messages_json", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,19 +484,20 @@ class UpdateRun:
     variables: Mapping[str, Any] | None = None
     fence: int | None = None
     release: bool = False
+    #: ``messages`` and ``variables`` as JSON text, or None (computed).
+    messages_json: str | None = field(init=False, repr=False, compare=False)
+    variables_json: str | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_id(self.run_id, "run id")
         _check_fence(self.fence, f"fence of run {self.run_id!r}")
         if self.status is not None:
             check_choice(self.status, RUN_STATUSES, f"status of run {self.run_id!r}")
-        _check_json(
-            [
-                None if self.messages is None else list(self.messages),
-                None if self.variables is None else dict(self.variables),
-            ],
-            f"update of run {self.run_id!r}",
-        )
+        what = f"update of run {self.run_id!r}"
+        messages = None if self.messages is None else list(self.messages)
+        variables = None if self.variables is None else dict(self.variables)
+        _keep(self, "messages_json", None if messages is None else _check_json(messages, what))
+        _keep(self, "variables_json", None if variables is None else _check_json(variables, what))
 
 
 WriteOp: TypeAlias = CreateRun | CreateTask | FinishTurn | FailTask | InterruptTask | UpdateRun

@@ -24,7 +24,6 @@ from ._records import (
     Ownership,
     Plan,
     UpdateRun,
-    dumps,
     plain,
     stale_claim_message,
     task_conflict_message,
@@ -117,9 +116,7 @@ def _create_run(conn: sqlite3.Connection, op: CreateRun, now: str) -> None:
             op.prompt_source,
             op.instance_id,
             op.name,
-            dumps(list(op.messages)),
-            dumps(dict(op.variables)),
-            dumps(dict(op.settings)),
+            *op.json,
             len(op.messages),
             op.executor_id,
             now,
@@ -174,7 +171,7 @@ def _create_task(conn: sqlite3.Connection, op: CreateTask, now: str) -> None:
             op.attempt,
             op.provider,
             op.model,
-            dumps(list(op.request)),
+            op.request_json,
             now,
             now,
         ),
@@ -237,7 +234,7 @@ def _task_op(conn: sqlite3.Connection, op: FinishTurn | FailTask | InterruptTask
             ),
         )
         if run_id is not None:
-            messages = None if op.run_messages is None else list(op.run_messages)
+            messages = op.run_messages
             conn.execute(
                 "UPDATE ai_runs SET messages = coalesce(?, messages),"
                 " message_count = coalesce(?, message_count), input_tokens = input_tokens + ?,"
@@ -245,7 +242,7 @@ def _task_op(conn: sqlite3.Connection, op: FinishTurn | FailTask | InterruptTask
                 " total_tokens = total_tokens + ?, total_cost = total_cost + ?,"
                 " status = coalesce(?, status), version = version + 1, updated_at = ? WHERE id = ?",
                 (
-                    None if messages is None else dumps(messages),
+                    op.run_messages_json,
                     None if messages is None else len(messages),
                     op.input_tokens,
                     op.output_tokens,
@@ -272,7 +269,7 @@ def _task_op(conn: sqlite3.Connection, op: FinishTurn | FailTask | InterruptTask
 
 
 def _update_run(conn: sqlite3.Connection, op: UpdateRun, now: str) -> None:
-    messages = None if op.messages is None else list(op.messages)
+    messages = op.messages
     changed = conn.execute(
         "UPDATE ai_runs SET status = coalesce(?, status), error = coalesce(?, error),"
         " name = coalesce(?, name), messages = coalesce(?, messages),"
@@ -284,9 +281,9 @@ def _update_run(conn: sqlite3.Connection, op: UpdateRun, now: str) -> None:
             op.status,
             op.error,
             op.name,
-            None if messages is None else dumps(messages),
+            op.messages_json,
             None if messages is None else len(messages),
-            None if op.variables is None else dumps(dict(op.variables)),
+            op.variables_json,
             now,
             op.release,
             op.release,
