@@ -26,9 +26,8 @@ from ._records import (
     UpdateRun,
     plain,
     stale_claim_message,
-    task_conflict_message,
-    task_op_settled,
 )
+from ._task_outcomes import task_conflict_message, task_op_settled
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -26,9 +26,8 @@ from ._records import (
     UpdateRun,
     plain,
     stale_claim_message,
-    task_conflict_message,
-    task_op_settled,
 )
+from ._task_outcomes import task_conflict_message, task_op_settled
 
 __all__ = ["apply_batch", "own_run"]
 

@@ -61,10 +61,11 @@ from ._rows import (
     run_from_row,
     task_from_row,
 )
-from ._sqlite_writes import apply_batch, own_run, shifted
+from ._sqlite_batch import apply_batch
 from ._sqlite_writes import chunks as _chunks
 from ._sqlite_writes import marks as _marks
 from ._sqlite_writes import now as _now
+from ._sqlite_writes import own_run, shifted
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence
