@@ -13,7 +13,7 @@ write with ``StaleFence`` — a paused process never writes over its successor.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -132,12 +132,20 @@ class ExecutorActor(Actor[Any]):
                 _log.warning("executor_reclaim_failed", executor_id=self._id, error=str(exc))
 
 
+_SLOTS: dict[type, tuple[str, ...]] = {}
+
+
 def _with(op: Any, **changes: Any) -> Any:
     # The ops are validated frozen records; these fields are ours to fill and already
-    # valid, so skip a second validation of the whole payload (the hot path).
-    new = copy.copy(op)
-    for name, value in changes.items():
-        object.__setattr__(new, name, value)
+    # valid, so skip a second validation of the whole payload (the hot path). Copying
+    # the slots directly: copy.copy goes through __reduce_ex__ and fields() twice.
+    cls = type(op)
+    names = _SLOTS.get(cls)
+    if names is None:
+        names = _SLOTS[cls] = tuple(f.name for f in dataclasses.fields(op))
+    new = object.__new__(cls)
+    for name in names:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(op, name))
     return new
 
 
