@@ -13,6 +13,9 @@ the store's writer included — per streamed token, on the streamed ``run_load``
 ``promptactors load`` takes), ``asyncio_cpu_us_per_token``, ``execute_cpu_us_per_token``
 and ``execute_wall_s`` (the same load on trio, each turn through ``execute()`` with no
 reader woken per token: comparable with reports made before the load streamed),
+``chunks_per_token`` (chunks the streamed trio run's readers received per token: below 1
+when a loaded engine falls behind the 20 ms pace and coalesces tokens, which also lowers
+the CPU per token — compare CPU figures at similar values),
 ``kb_per_completed_instance`` (resident memory of the live, completed instances, their
 answer text excluded; it includes the allocator's overhead and the SQLite page cache) and
 ``python_kb_per_completed_instance`` (the Python objects alone, by tracemalloc),
@@ -181,6 +184,9 @@ def run(*, quick: bool) -> dict[str, Any]:
         "cpu_us_per_token": report.cpu_us_per_token,
         "asyncio_cpu_us_per_token": other.cpu_us_per_token,
         "asyncio_wall_s": other.wall_s,
+        "chunks_per_token": (
+            round(sum(t.chunks for t in report.turns) / report.tokens, 3) if report.tokens else None
+        ),
         "execute_cpu_us_per_token": execute_figures["cpu_us_per_token"],
         "execute_wall_s": execute_figures["wall_s"],
         "kb_per_completed_instance": trio_figures["kb_per_completed_instance"],
