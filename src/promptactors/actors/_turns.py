@@ -94,7 +94,10 @@ class TurnTicket:
             waiter.set_result(None)
 
     def follow(self, reader: Subscription) -> None:
-        """Wake ``reader`` when the turn ends (whoever ends it)."""
+        """Wake ``reader`` when the turn ends (whoever ends it); an ended turn's readers
+        see it before they wait."""
+        if self._done:
+            return
         if self._readers is None:
             self._readers = []
         self._readers.append(reader)
@@ -239,7 +242,7 @@ class Subscription:
             if chunk is not None:
                 return chunk
             ticket = self.ticket
-            if ticket is not None and ticket._done:
+            if ticket is not None and ticket.done:
                 self.close()
                 if ticket.error is not None:
                     raise ticket.error
