@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from promptactors import ProviderBadRequest, Runtime, RuntimeSettings, open_runtime
+from promptactors import InjectedFault, ProviderBadRequest, Runtime, RuntimeSettings, open_runtime
 from promptactors.actors import Subscription, TurnResult, TurnTicket
 from promptactors.messages import Subscribe
 from promptactors.providers import Usage
@@ -144,3 +144,50 @@ async def test_the_end_of_a_followed_turn_wakes_its_reader_without_a_notify(
                 ticket.fail(RuntimeError("gone"))
     assert outcome == (["ended"] if ends == "resolve" else ["error gone"])
     assert subscription not in home.subscribers  # the ended reader closed itself
+
+
+@pytest.mark.trio
+async def test_a_reader_of_a_queued_turn_gets_that_turns_text_only(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A turn streamed while another runs (``on_busy="enqueue"``) waits in the queue: its
+    reader gets none of the running turn's text, then its own."""
+    provider = ScriptedProvider(
+        [["first ", Pause(1), "turn", Usage(1, 2)], ["second ", Pause(1), "turn", Usage(1, 2)]]
+    )
+    async with _runtime(provider) as rt:
+        inst = await rt.start_instance(prompt=PROMPT, execution_config={"on_busy": "enqueue"})
+        first = await inst.start_turn("one")
+        async with inst.stream("two") as turn:
+            chunks = [chunk.text async for chunk in turn]
+            result = await turn.result()
+        assert (await first.wait()).text == "first turn"
+        assert chunks == ["second ", "turn"]
+        assert result.text == "second turn"
+
+
+@pytest.mark.trio
+async def test_a_slow_reader_keeps_its_turns_text_after_the_next_turn_began(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A reader that stops reading while its turn is retried, answered and followed by a
+    queued turn still gets the rest of its own turn's answer (the last attempt's text),
+    none of the next turn's."""
+    provider = ScriptedProvider(
+        [
+            ["lost ", Pause(1), InjectedFault("boom", retryable=True)],
+            ["first ", Pause(1), "turn", Usage(1, 2)],
+            ["second ", Pause(1), "turn", Usage(1, 2)],
+        ]
+    )
+    async with _runtime(provider) as rt:
+        inst = await rt.start_instance(prompt=PROMPT, execution_config={"on_busy": "enqueue"})
+        async with inst.stream("one") as turn:
+            first = await anext(aiter(turn))
+            second = await inst.start_turn("two")
+            result = await turn.result()
+            assert (await second.wait()).text == "second turn"
+            chunks = [(first.text, first.attempt)]
+            chunks += [(chunk.text, chunk.attempt) async for chunk in turn]
+        assert result.text == "first turn"
+        assert chunks == [("lost ", 1), ("first turn", 2)]

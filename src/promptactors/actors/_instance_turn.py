@@ -462,9 +462,10 @@ class TurnRunner(Actor[InstanceCommand]):
         """The attempt failed; the turn goes on in ``backoff`` (status stays executing)."""
         turn.gen += 1
         turn.task_id = new_id()
-        self._apply(
+        state = self._apply(
             AttemptRetrying.model_construct(at=self._now(), task_id=turn.task_id, error=why)
         )
+        turn.ticket.pieces = state.stream.pieces
         self._notify()
         self.start_soon(self._drive, turn, delay)
 

@@ -52,6 +52,7 @@ class TurnTicket:
         "attempts",
         "error",
         "first_task_id",
+        "pieces",
         "result",
         "user_message",
     )
@@ -67,6 +68,9 @@ class TurnTicket:
         self.admitted = False
         self._admission_waiters: list[Reply] | None = None
         self._readers: list[Subscription] | None = None
+        self.pieces: list[str] | None = None
+        """The list the turn's current attempt streams its text into (None until the
+        turn begins): where its readers find the rest of it once a later turn began."""
 
     @property
     def done(self) -> bool:
@@ -197,8 +201,10 @@ class Subscription:
     """One reader of a turn's streamed text, as an async iterator of :class:`TurnChunk`.
 
     It never blocks the instance: each read takes everything appended since the last one
-    (coalesced), however slowly it reads. Iteration ends when the turn ends, raising the
-    turn's error if it failed.
+    (coalesced), however slowly it reads. It follows one turn: a queued turn's reader
+    reads nothing before its turn begins, and a reader still reading after the next turn
+    began gets the rest of its own turn's text. Iteration ends when the turn ends, raising
+    the turn's error if it failed.
 
     A reader with nothing to read parks on a one-shot reply slot (no Event, no task);
     :meth:`notify` (the instance, after each batch of text) and the end of the followed
@@ -256,14 +262,23 @@ class Subscription:
 
     def _read(self) -> TurnChunk | None:
         ticket = self.ticket
-        state = self._home.state
+        home = self._home
+        state = home.state
         if ticket is None or state is None:
             return None
-        stream = state.stream
-        pieces = stream.pieces
+        if home.ticket is ticket:  # the state's streamed text is this turn's
+            stream = state.stream
+            pieces, length = stream.pieces, stream.length
+        else:
+            # Queued (not begun: nothing to read yet), or a later turn began: the rest
+            # of this turn's text is in its last attempt's list, complete by now.
+            last = ticket.pieces
+            if last is None:
+                return None
+            pieces, length = last, len(last)
         if pieces is not self._pieces:  # a new attempt starts its text again
             self._pieces, self._pos = pieces, 0
-        pos, length = self._pos, stream.length
+        pos = self._pos
         if pos >= length:
             return None
         self._pos = length
