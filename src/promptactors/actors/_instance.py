@@ -419,11 +419,12 @@ class InstanceActor(TurnRunner):
             ticket = TurnTicket(task_id, user_message)
         else:
             ticket.user_message = user_message
+        ticket.pieces = self.state.stream.pieces
         turn = ActiveTurn(ticket, TurnLife(max_attempts=self.engine.retry.max_attempts), task_id)
         self.home.turn = turn
         self.home.ticket = ticket
         for subscriber in list(self.home.subscribers):
-            if subscriber.ticket is None or subscriber.ticket.done:
+            if subscriber.ticket is None:  # subscribed before any turn: it follows this one
                 subscriber.attach(ticket)
         self.start_soon(self._drive, turn, 0.0)
         return ticket

@@ -462,9 +462,10 @@ class TurnRunner(Actor[InstanceCommand]):
         """The attempt failed; the turn goes on in ``backoff`` (status stays executing)."""
         turn.gen += 1
         turn.task_id = new_id()
-        self._apply(
+        state = self._apply(
             AttemptRetrying.model_construct(at=self._now(), task_id=turn.task_id, error=why)
         )
+        turn.ticket.pieces = state.stream.pieces
         self._notify()
         self.start_soon(self._drive, turn, delay)
 
@@ -499,7 +500,9 @@ class TurnRunner(Actor[InstanceCommand]):
         )
         # The status stays in the turn until the answer is committed; only turn commands
         # are refused meanwhile, so the conversation after the commit is this one.
-        after = reduce(self.state, completed)
+        before = self.state
+        after = reduce(before, completed)
+        turn.reduced = (before, after)
         finish = None
         if tracking:
             finish = FinishTurn(
@@ -544,7 +547,15 @@ class TurnRunner(Actor[InstanceCommand]):
         self, turn: ActiveTurn, completed: Any, run_id: str | None, source: str, *, saved: bool
     ) -> None:
         self._journal_stream()
-        state = self._apply(completed)
+        reduced, turn.reduced = turn.reduced, None
+        home = self.home
+        if reduced is not None and reduced[0] is home.state:
+            # Nothing changed the state since _commit reduced the answer (pure): reuse it.
+            home.state = state = reduced[1]
+            if self.engine.journal:
+                home.journal.append(completed)
+        else:
+            state = self._apply(completed)
         if saved:
             state = self._apply(
                 RunSaved.model_construct(

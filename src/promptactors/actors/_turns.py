@@ -10,7 +10,7 @@ import anyio
 from ..kernel import Reply, reply_slot
 
 if TYPE_CHECKING:
-    from ..state import TurnLife
+    from ..state import InstanceState, TurnLife
     from ..store import FinishTurn
     from ._instance_home import InstanceHome
 
@@ -46,11 +46,13 @@ class TurnTicket:
     __slots__ = (
         "_admission_waiters",
         "_done",
+        "_readers",
         "_waiters",
         "admitted",
         "attempts",
         "error",
         "first_task_id",
+        "pieces",
         "result",
         "user_message",
     )
@@ -65,6 +67,10 @@ class TurnTicket:
         self._waiters: list[Reply] = []
         self.admitted = False
         self._admission_waiters: list[Reply] | None = None
+        self._readers: list[Subscription] | None = None
+        self.pieces: list[str] | None = None
+        """The list the turn's current attempt streams its text into (None until the
+        turn begins): where its readers find the rest of it once a later turn began."""
 
     @property
     def done(self) -> bool:
@@ -91,12 +97,24 @@ class TurnTicket:
         for waiter in waiters or ():
             waiter.set_result(None)
 
+    def follow(self, reader: Subscription) -> None:
+        """Wake ``reader`` when the turn ends (whoever ends it); an ended turn's readers
+        see it before they wait."""
+        if self._done:
+            return
+        if self._readers is None:
+            self._readers = []
+        self._readers.append(reader)
+
     def _settle(self) -> None:
         self._done = True
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.set_result(None)
         self._wake_admission()
+        readers, self._readers = self._readers, None
+        for reader in readers or ():
+            reader.notify()
 
     async def wait_admitted(self) -> None:
         """Wait (without limit; cancellable) until the turn is admitted or has ended."""
@@ -141,10 +159,22 @@ class ActiveTurn:
     ``life`` is the pure :class:`~promptactors.state.TurnLife`; ``gen`` names the current
     attempt task: a task whose ``gen`` is no longer current (cancelled, superseded) changes
     nothing. ``rows`` says whether the current attempt's task row was handed to the
-    tracker; ``commit`` holds the answer being committed (replayed after a crash).
+    tracker; ``commit`` holds the answer being committed (replayed after a crash), and
+    ``reduced`` the state the answer was reduced from and the result (reused when nothing
+    changed the state meanwhile: the answer is reduced once, not twice).
     """
 
-    __slots__ = ("commit", "gen", "life", "rows", "scope", "settled", "task_id", "ticket")
+    __slots__ = (
+        "commit",
+        "gen",
+        "life",
+        "reduced",
+        "rows",
+        "scope",
+        "settled",
+        "task_id",
+        "ticket",
+    )
 
     def __init__(self, ticket: TurnTicket, life: TurnLife, task_id: str) -> None:
         self.ticket = ticket
@@ -154,6 +184,7 @@ class ActiveTurn:
         self.rows = False
         self.scope: anyio.CancelScope | None = None
         self.commit: tuple[Any, FinishTurn | None] | None = None
+        self.reduced: tuple[InstanceState, InstanceState] | None = None
         self.settled = anyio.Event()
 
 
@@ -170,8 +201,14 @@ class Subscription:
     """One reader of a turn's streamed text, as an async iterator of :class:`TurnChunk`.
 
     It never blocks the instance: each read takes everything appended since the last one
-    (coalesced), however slowly it reads. Iteration ends when the turn ends, raising the
-    turn's error if it failed.
+    (coalesced), however slowly it reads. It follows one turn: a queued turn's reader
+    reads nothing before its turn begins, and a reader still reading after the next turn
+    began gets the rest of its own turn's text. Iteration ends when the turn ends, raising
+    the turn's error if it failed.
+
+    A reader with nothing to read parks on a one-shot reply slot (no Event, no task);
+    :meth:`notify` (the instance, after each batch of text) and the end of the followed
+    turn wake it. The wait is cancellable: a cancelled reader leaves nothing behind.
     """
 
     __slots__ = ("_home", "_pieces", "_pos", "_wakeup", "ticket")
@@ -181,16 +218,21 @@ class Subscription:
         self.ticket = ticket
         self._pieces: list[str] | None = None
         self._pos = 0
-        self._wakeup: anyio.Event | None = None
+        self._wakeup: Reply | None = None
+        if ticket is not None:
+            ticket.follow(self)
 
     def notify(self) -> None:
+        """Wake the reader if it waits (no-op otherwise; never blocks)."""
         wakeup = self._wakeup
         if wakeup is not None:
             self._wakeup = None
-            wakeup.set()
+            wakeup.set_result(None)
 
     def attach(self, ticket: TurnTicket) -> None:
+        """Follow ``ticket``'s turn from now on (its text, its end)."""
         self.ticket = ticket
+        ticket.follow(self)
         self.notify()
 
     def close(self) -> None:
@@ -211,19 +253,34 @@ class Subscription:
                 if ticket.error is not None:
                     raise ticket.error
                 raise StopAsyncIteration
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
+            wakeup = self._wakeup = reply_slot()
+            try:
+                await wakeup.wait()
+            finally:
+                if self._wakeup is wakeup:  # cancelled: nothing left to wake
+                    self._wakeup = None
 
     def _read(self) -> TurnChunk | None:
         ticket = self.ticket
-        state = self._home.state
+        home = self._home
+        state = home.state
         if ticket is None or state is None:
             return None
-        stream = state.stream
-        if stream.pieces is not self._pieces:  # a new attempt starts its text again
-            self._pieces, self._pos = stream.pieces, 0
-        if self._pos >= stream.length:
+        if home.ticket is ticket:  # the state's streamed text is this turn's
+            stream = state.stream
+            pieces, length = stream.pieces, stream.length
+        else:
+            # Queued (not begun: nothing to read yet), or a later turn began: the rest
+            # of this turn's text is in its last attempt's list, complete by now.
+            last = ticket.pieces
+            if last is None:
+                return None
+            pieces, length = last, len(last)
+        if pieces is not self._pieces:  # a new attempt starts its text again
+            self._pieces, self._pos = pieces, 0
+        pos = self._pos
+        if pos >= length:
             return None
-        text = "".join(stream.pieces[self._pos : stream.length])
-        self._pos = stream.length
+        self._pos = length
+        text = pieces[pos] if length - pos == 1 else "".join(pieces[pos:length])
         return TurnChunk(text, ticket.attempts)
