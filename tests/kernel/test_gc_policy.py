@@ -79,3 +79,47 @@ def test_young_collections_freeze_their_survivors_and_a_rare_unfreeze_releases_t
     finally:
         policy.FREEZES_PER_UNFREEZE = saved
     del keep
+
+
+@pytest.fixture
+def fresh_policy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The kernel's collector policy as in a new process (no actor started yet); the
+    interpreter's thresholds put back afterwards."""
+    from promptactors.kernel import _gc
+
+    saved = gc.get_threshold()
+    callbacks = list(gc.callbacks)
+    monkeypatch.setattr(_gc, "_watching", False)
+    monkeypatch.setattr(_gc, "_raised_from", None)
+    yield
+    gc.callbacks[:] = callbacks
+    gc.set_threshold(*saved)
+    set_gc_freeze_interval(DEFAULT_GC_FREEZE_INTERVAL)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("fresh_policy")
+async def test_the_first_actor_raises_the_young_threshold_and_none_puts_it_back() -> None:
+    from promptactors.kernel._gc import YOUNG_THRESHOLD
+
+    older = gc.get_threshold()[1:]
+    gc.set_threshold(700, *older)  # CPython's default
+    async with anyio.create_task_group() as tg:
+        await spawn(tg, Idle())
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *older)
+        tg.cancel_scope.cancel()
+    set_gc_freeze_interval(None)
+    assert gc.get_threshold() == (700, *older)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("fresh_policy")
+async def test_an_applications_own_young_threshold_is_left_alone() -> None:
+    older = gc.get_threshold()[1:]
+    gc.set_threshold(1234, *older)
+    async with anyio.create_task_group() as tg:
+        await spawn(tg, Idle())
+        assert gc.get_threshold() == (1234, *older)
+        tg.cancel_scope.cancel()
+    set_gc_freeze_interval(None)
+    assert gc.get_threshold() == (1234, *older)
