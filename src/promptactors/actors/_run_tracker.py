@@ -62,12 +62,10 @@ from ..messages._tracker import (
     TrackerStats,
 )
 from ..store._records import (
-    CreateRun,
     CreateTask,
     FailTask,
     FinishTurn,
     InterruptTask,
-    UpdateRun,
     check_id,
 )
 from ._run_tracker_client import DEFAULT_PERSIST_TIMEOUT, ReplyWaiter, RunTrackerClient
@@ -143,16 +141,6 @@ def _stale_indexes(error: StaleFence, count: int) -> set[int]:
     return stale if stale <= set(range(count)) else set()
 
 
-def _run_key(op: WriteOp, task_runs: dict[str, str]) -> str | None:
-    """The run an operation writes (a task without a run: the task, set apart by a NUL
-    that no id contains), or None when unknown (the task was not created through here)."""
-    if isinstance(op, (CreateRun, UpdateRun)):
-        return op.run_id
-    if isinstance(op, CreateTask):
-        return op.run_id if op.run_id is not None else "\0" + op.task_id
-    return task_runs.get(op.task_id)
-
-
 class _Batch:
     """Operations committing together, and the runs they write (None: unknown runs, so
     nothing else may commit beside it)."""
@@ -218,9 +206,8 @@ class RunTracker(Actor[TrackerCommand]):
         # A shared home outlives this incarnation: a crash leaves its operations there.
         self._survives = home is not None
         self._home = home if home is not None else RunTrackerHome()
-        # The batches committing now; the first ``_claimed`` pending operations are theirs.
+        # The batches committing now: they hold the first ``_claimed`` pending operations.
         self._in_flight: list[_Batch] = []
-        self._claimed = 0
         # Set when a commit ends (created by whoever waits for one).
         self._committed: anyio.Event | None = None
 
@@ -335,6 +322,11 @@ class RunTracker(Actor[TrackerCommand]):
             self._committed = anyio.Event()
         await self._committed.wait()
 
+    @property
+    def _claimed(self) -> int:
+        """How many pending operations (the first ones) the batches in flight hold."""
+        return sum(len(batch.items) for batch in self._in_flight)
+
     def _fill(self, *, eager: bool) -> None:
         """Start committing while a commit slot is free and a batch can be formed. Not
         ``eager`` (a message just arrived): only a full batch, or once the mailbox is
@@ -350,20 +342,18 @@ class RunTracker(Actor[TrackerCommand]):
             if batch is None:
                 return
             self._in_flight.append(batch)
-            self._claimed += len(batch.items)
             self.start_soon(self._committer, batch)
 
     def _next_batch(self) -> _Batch | None:
         """The next operations to commit, first accepted first: up to ``max_batch``; while
         other batches are in flight, only up to the first one on a run they write."""
         home = self._home
-        task_runs = home.task_runs
         start = self._claimed
         candidates = home.pending[start : start + self._max_batch]
         runs: set[str] = set()
         if not self._in_flight:
             for item in candidates:
-                key = _run_key(item.op, task_runs)
+                key = home.run_of(item.op)
                 if key is None:
                     return _Batch(candidates, None)
                 runs.add(key)
@@ -375,7 +365,7 @@ class RunTracker(Actor[TrackerCommand]):
             busy |= batch.runs
         items: list[Item] = []
         for item in candidates:
-            key = _run_key(item.op, task_runs)
+            key = home.run_of(item.op)
             if key is None or key in busy:
                 break
             runs.add(key)
@@ -394,7 +384,6 @@ class RunTracker(Actor[TrackerCommand]):
         home = self._home
         mine = {id(item) for item in batch.items}
         home.pending[:] = [item for item in home.pending if id(item) not in mine]
-        self._claimed -= len(batch.items)
         self._in_flight.remove(batch)
         task_runs = home.task_runs
         for item in batch.items:

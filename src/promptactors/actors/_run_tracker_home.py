@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from .._exceptions import StoreUnavailable
-from ..store._records import CreateTask
+from ..store._records import CreateRun, CreateTask, UpdateRun
 
 if TYPE_CHECKING:
     from ..messages._tracker import CommitWaiter
@@ -33,6 +33,10 @@ _log = structlog.get_logger("promptactors.run_tracker")
 #: Task-to-run entries kept for ordering; past this many the map starts over (an
 #: operation on a task not in it commits with no other batch in flight: slower, as safe).
 _MAX_TASK_RUNS = 200_000
+
+
+def _task_key(op: CreateTask) -> str:
+    return op.run_id if op.run_id is not None else "\0" + op.task_id
 
 
 class Group:
@@ -119,9 +123,16 @@ class RunTrackerHome:
             if isinstance(op, CreateTask):
                 if len(self.task_runs) >= _MAX_TASK_RUNS:
                     self.task_runs.clear()  # forgotten tasks only commit alone: still safe
-                self.task_runs.setdefault(
-                    op.task_id, op.run_id if op.run_id is not None else "\0" + op.task_id
-                )
+                self.task_runs.setdefault(op.task_id, _task_key(op))
+
+    def run_of(self, op: WriteOp) -> str | None:
+        """The run ``op`` writes (a task without a run: the task, set apart by a NUL that
+        no id contains), or None when unknown (a task not created through the tracker)."""
+        if isinstance(op, CreateTask):
+            return _task_key(op)
+        if isinstance(op, CreateRun | UpdateRun):
+            return op.run_id
+        return self.task_runs.get(op.task_id)
 
     def release_flushes(self, done: int) -> None:
         """Answer the flush waiters whose operations up to ``done`` are all settled."""

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from promptactors._exceptions import NotFound, RunInUse, RunNotFound, StaleFence, StoreConflict
 
+from ._batch_rows import in_rounds, run_row, update_row
 from ._records import (
     CreateRun,
     CreateTask,
@@ -283,22 +284,7 @@ async def _create_runs(conn: Any, ops: list[CreateRun], tasks: list[CreateTask])
     for task in tasks:
         if task.run_id is not None:
             task_ids.setdefault(task.run_id, set()).add(task.task_id)
-    rows = [
-        (
-            op.run_id,
-            op.prompt_id,
-            op.prompt_source,
-            op.instance_id,
-            op.name,
-            *op.json,
-            len(op.messages),
-            op.executor_id,
-            op.owner_id,
-            op.lease_seconds,
-            len(task_ids.get(op.run_id, ())),
-        )
-        for op in ops
-    ]
+    rows = [(*run_row(op), op.lease_seconds, len(task_ids.get(op.run_id, ()))) for op in ops]
     applied = {r[0] for r in await conn.fetch(_CREATE_RUNS, *_columns(rows))}
     check = [ops[i] for i in _unsettled([op.run_id for op in ops], applied)]
     if not check:
@@ -380,30 +366,7 @@ def _args(op: FailTask | InterruptTask | UpdateRun) -> tuple[Any, ...]:
         return (op.task_id, op.error, op.response_text, op.total_time)
     if isinstance(op, InterruptTask):
         return (op.task_id, op.response_text, op.error)
-    return (
-        op.run_id,
-        op.status,
-        op.error,
-        op.name,
-        op.messages_json,
-        None if op.messages is None else len(op.messages),
-        op.variables_json,
-        op.release,
-    )
-
-
-def _update_row(op: UpdateRun) -> tuple[Any, ...]:
-    messages = op.messages
-    return (
-        op.run_id,
-        op.status,
-        op.error,
-        op.name,
-        op.messages_json,
-        None if messages is None else len(messages),
-        op.variables_json,
-        op.release,
-    )
+    return update_row(op)
 
 
 _KIND_ORDER: Final = {FinishTurn: 0, FailTask: 1, InterruptTask: 2, UpdateRun: 3}
@@ -448,19 +411,14 @@ async def _rounds(
             "SELECT id, run_id FROM ai_tasks WHERE id = ANY($1::text[])", task_ids
         )
     }
-    seen: dict[tuple[str, str], int] = {}
-    rounds: list[list[FinishTurn | FailTask | InterruptTask | UpdateRun]] = []
-    for op in ops:
+
+    def key(op: FinishTurn | FailTask | InterruptTask | UpdateRun) -> tuple[str, str]:
         if isinstance(op, UpdateRun):
-            key = ("run", op.run_id)
-        else:
-            run_id = runs_of.get(op.task_id)
-            key = ("run", run_id) if run_id is not None else ("task", op.task_id)
-        index = seen[key] = seen.get(key, -1) + 1
-        if index == len(rounds):
-            rounds.append([])
-        rounds[index].append(op)
-    return rounds
+            return ("run", op.run_id)
+        run_id = runs_of.get(op.task_id)
+        return ("run", run_id) if run_id is not None else ("task", op.task_id)
+
+    return in_rounds(ops, key)
 
 
 async def _rest_round(
@@ -481,7 +439,7 @@ async def _rest_round(
         others = [op for op in group if not isinstance(op, FinishTurn)]
         updates = [op for op in others if isinstance(op, UpdateRun)]
         if len(updates) > 1 and len({op.run_id for op in updates}) == len(updates):
-            rows = [_update_row(op) for op in updates]
+            rows = [update_row(op) for op in updates]
             found = {r[0] for r in await conn.fetch(_UPDATE_RUNS, *_columns(rows))}
             missing = [op.run_id for op in updates if op.run_id not in found]
             if missing:

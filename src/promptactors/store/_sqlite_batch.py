@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from promptactors._exceptions import NotFound, RunNotFound, StaleFence, StoreConflict
 
+from ._batch_rows import in_rounds, run_row, update_row
 from ._records import (
     CreateRun,
     CreateTask,
@@ -42,13 +43,14 @@ from ._task_outcomes import task_conflict_message, task_op_settled
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Sequence
 
 __all__ = ["apply_batch"]
 
 Rest = FinishTurn | FailTask | InterruptTask | UpdateRun
 
 
-def _rows(rows: list[list[Any]]) -> str:
+def _rows(rows: Sequence[Sequence[Any]]) -> str:
     return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -125,20 +127,8 @@ def _create_runs(conn: sqlite3.Connection, ops: list[CreateRun], now: str) -> No
                 )
             continue
         first[op.run_id] = op
-        rows.append(
-            [
-                op.run_id,
-                op.prompt_id,
-                op.prompt_source,
-                op.instance_id,
-                op.name,
-                *op.json,
-                len(op.messages),
-                op.executor_id,
-                op.owner_id,
-                None if op.lease_seconds is None else shifted(op.lease_seconds),
-            ]
-        )
+        lease = None if op.lease_seconds is None else shifted(op.lease_seconds)
+        rows.append([*run_row(op), lease])
     if rows:
         conn.execute(_CREATE_RUNS, {"rows": _rows(rows), "now": now})
 
@@ -260,7 +250,7 @@ FROM (SELECT {
 } FROM json_each(:rows)) AS d
 WHERE ai_tasks.id = d.id
 """
-# Each run at most once per statement (see ``_rounds``).
+# Each run at most once per statement (see ``_round_key``).
 _ADD_TURNS: Final = f"""
 UPDATE ai_runs SET messages = coalesce(d.messages, ai_runs.messages),
     message_count = coalesce(d.message_count, ai_runs.message_count),
@@ -335,7 +325,7 @@ def _rest(conn: sqlite3.Connection, ops: list[Rest], now: str) -> None:
             raise StoreConflict(task_conflict_message(op, status))
         state[1:6] = _after(op, state)
         applied.append((op, run_id))
-    for round_ in _rounds(applied):
+    for round_ in in_rounds(applied, _round_key):
         _write_round(conn, round_, now)
 
 
@@ -348,23 +338,13 @@ def _after(op: FinishTurn | FailTask | InterruptTask, state: list[Any]) -> list[
     return ["interrupted", op.response_text, op.error, state[4], state[5]]
 
 
-def _rounds(applied: list[tuple[Rest, str | None]]) -> list[list[tuple[Rest, str | None]]]:
-    """The operations in rounds that each touch a run (a task without a run: the task) at
-    most once, each run's operations in their given order: operations on different runs
-    commute, so a round is written kind by kind, one statement each."""
-    seen: dict[str, int] = {}
-    rounds: list[list[tuple[Rest, str | None]]] = []
-    for op, run_id in applied:
-        if run_id is not None:
-            key = run_id
-        else:
-            assert not isinstance(op, UpdateRun)  # an update names its run
-            key = "\0" + op.task_id
-        index = seen[key] = seen.get(key, -1) + 1
-        if index == len(rounds):
-            rounds.append([])
-        rounds[index].append((op, run_id))
-    return rounds
+def _round_key(applied: tuple[Rest, str | None]) -> str:
+    """A round touches each run (a task without a run: the task) at most once."""
+    op, run_id = applied
+    if run_id is not None:
+        return run_id
+    assert not isinstance(op, UpdateRun)  # an update names its run
+    return "\0" + op.task_id
 
 
 def _write_round(conn: sqlite3.Connection, round_: list[tuple[Rest, str | None]], now: str) -> None:
@@ -404,18 +384,7 @@ def _write_round(conn: sqlite3.Connection, round_: list[tuple[Rest, str | None]]
         elif isinstance(op, InterruptTask):
             interrupt.append([op.task_id, op.error, op.response_text])
         else:
-            update.append(
-                [
-                    op.run_id,
-                    op.status,
-                    op.error,
-                    op.name,
-                    op.messages_json,
-                    None if op.messages is None else len(op.messages),
-                    op.variables_json,
-                    op.release,
-                ]
-            )
+            update.append(update_row(op))
     for sql, rows in (
         (_FINISH_TASKS, finish),
         (_ADD_TURNS, turns),
